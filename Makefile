@@ -1,0 +1,54 @@
+# Shipyard — `make help` lists the targets. `make run` and `make test` work on a fresh machine:
+# they create .venv and install the pinned dependencies themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Shipyard needs Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install pinned dependencies
+
+run: $(STAMP) ## The main job: data -> Feast -> KFP training pipeline (kfp.local) -> registry, no cluster
+	$(BIN)/shipyard run
+
+test: $(STAMP) ## Run unit, integration and k8s tests (k8s tests need `make k8s-tools`)
+	$(BIN)/pytest
+
+lint: $(STAMP) ## ruff + mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shipyard components pipelines tests
+
+format: $(STAMP) ## Apply ruff formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+compile: $(STAMP) ## Compile pipelines to their committed YAML
+	$(BIN)/shipyard compile
+
+k8s-tools: ## Build kube-apiserver, etcd, helm and fetch CRDs into .tools/ (cached by version)
+	bash hack/k8s-tools/build.sh
+
+lock: ## Regenerate requirements.lock from a fresh resolve of pyproject.toml
+	rm -rf /tmp/shipyard-lock && $(PYTHON) -m venv /tmp/shipyard-lock
+	/tmp/shipyard-lock/bin/pip install --quiet ".[dev]"
+	(echo "# Constraints for the whole dependency closure (make lock regenerates it from a fresh venv)."; \
+	 /tmp/shipyard-lock/bin/pip freeze --exclude shipyard) > requirements.lock
+
+clean: ## Remove generated data, local runs, registries and caches (keeps .venv and .tools)
+	rm -rf .shipyard local_outputs feature_repo/data .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: help venv run test lint format compile k8s-tools lock clean
