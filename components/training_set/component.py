@@ -1,0 +1,23 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from components.images import COMPONENT_IMAGE
+
+__all__ = ["training_set"]
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def training_set(
+    tickets: Input[Dataset],
+    feature_repo: str,
+    feature_store_yaml: str,
+    feature_service: str,
+    dataset: Output[Dataset],
+) -> int:
+    """Feast historical retrieval: point-in-time features for every ticket."""
+    from shipyard.steps import training_set_step
+
+    rows = training_set_step(tickets.path, feature_repo, feature_store_yaml, feature_service, dataset.path)
+    dataset.metadata["rows"] = rows
+    dataset.metadata["feature_service"] = feature_service
+    return rows

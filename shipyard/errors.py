@@ -1,0 +1,32 @@
+"""One exception per failure mode, so the CLI, the pipeline and (later) the server can each map a
+failure to one clear message or status without parsing strings."""
+
+from __future__ import annotations
+
+
+class ShipyardError(Exception):
+    """Base class: an expected failure with a message meant for a person, not a stack trace."""
+
+
+class SettingsError(ShipyardError):
+    """A settings file is missing, malformed, or has unknown or invalid keys."""
+
+
+class SourceDataError(ShipyardError):
+    """A source table is missing, unreadable or has the wrong columns or types."""
+
+
+class DataValidationError(ShipyardError):
+    """Source data breaks quality rules beyond the allowed thresholds."""
+
+
+class GateFailedError(ShipyardError):
+    """A candidate model failed an evaluation gate (recorded as rejected, never champion)."""
+
+
+class RegistryError(ShipyardError):
+    """The model registry is unreadable, or a write would break immutability or atomicity."""
+
+
+class ModelNotFoundError(RegistryError):
+    """A requested model version or champion does not exist."""

@@ -1,0 +1,91 @@
+"""Thin, typed access to the Feast repo: apply, materialize, point-in-time training sets.
+
+Shipyard never re-implements a Feast join: historical retrieval is Feast's own point-in-time join
+over the same feature service the model server reads online.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from shipyard.errors import SourceDataError
+from shipyard.schema import ENTITY_KEY, LABEL, TEXT, TIMESTAMP
+
+
+@contextlib.contextmanager
+def _repo_on_path(repo: Path) -> Iterator[None]:
+    """Feast imports the repo's modules by bare name (`from entities import ...`)."""
+    sys.path.insert(0, str(repo))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(repo))
+
+
+def open_store(repo: Path, yaml_name: str = "feature_store.yaml") -> Any:
+    """A `feast.FeatureStore` for the repo and the environment's config file."""
+    from feast import FeatureStore
+
+    warnings.filterwarnings("ignore", message=".*experimental.*", category=RuntimeWarning)
+    config = repo / yaml_name
+    if not config.exists():
+        raise SourceDataError(f"Feast config {config} does not exist")
+    return FeatureStore(repo_path=str(repo), fs_yaml_file=config)
+
+
+def apply(repo: Path, yaml_name: str = "feature_store.yaml", quiet: bool = True) -> None:
+    """`feast apply` for the repo: register definitions and create online tables (idempotent)."""
+    from feast.repo_config import load_repo_config
+    from feast.repo_operations import apply_total
+
+    cwd = Path.cwd()  # apply_total chdirs into the repo; give the caller its cwd back
+    try:
+        with _repo_on_path(repo), contextlib.ExitStack() as stack:
+            if quiet:
+                stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            config = load_repo_config(repo, repo / yaml_name)
+            apply_total(config, repo, skip_source_validation=False)
+    finally:
+        os.chdir(cwd)
+
+
+def materialize(repo: Path, start: datetime, end: datetime, yaml_name: str = "feature_store.yaml") -> None:
+    """Load feature values with timestamps in [start, end] into the online store."""
+    store = open_store(repo, yaml_name)
+    with contextlib.redirect_stdout(io.StringIO()):
+        store.materialize(start_date=start, end_date=end)
+
+
+def training_frame(
+    tickets: pd.DataFrame, repo: Path, feature_service: str, yaml_name: str = "feature_store.yaml"
+) -> pd.DataFrame:
+    """Point-in-time join: each ticket gets the feature values valid at its own timestamp.
+
+    The ticket text travels as request data so the on-demand text features are computed by the
+    same Feast transformation that runs at serving time.
+    """
+    store = open_store(repo, yaml_name)
+    entity_df = tickets[["ticket_id", ENTITY_KEY, TIMESTAMP, TEXT, LABEL]].copy()
+    with _repo_on_path(repo):
+        service = store.get_feature_service(feature_service)
+        frame: pd.DataFrame = store.get_historical_features(entity_df=entity_df, features=service).to_df()
+    # Feast returns rows in join order; restore ticket order so downstream steps are reproducible.
+    return frame.sort_values([TIMESTAMP, "ticket_id"], kind="stable").reset_index(drop=True)
+
+
+def online_features(store: Any, feature_service: str, rows: list[dict[str, object]]) -> dict[str, list[Any]]:
+    """Online lookup + on-demand features for request rows (customer_id + ticket_text)."""
+    service = store.get_feature_service(feature_service)
+    result: dict[str, list[Any]] = store.get_online_features(features=service, entity_rows=rows).to_dict()
+    return result

@@ -1,0 +1,235 @@
+"""Proof that the k8s tier runs against a real API server, not a stand-in.
+
+Each test checks a behaviour only a real kube-apiserver has (its release version, CRD schema
+validation, RBAC, Pod Security admission) and is written so it would fail if the behaviour were off.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from kserve import (
+    KServeClient,
+    V1beta1InferenceService,
+    V1beta1InferenceServiceSpec,
+    V1beta1ModelFormat,
+    V1beta1ModelSpec,
+    V1beta1PredictorSpec,
+    constants,
+)
+from kubernetes import client
+
+from tests.k8s.cluster import Cluster, api_error_body, pinned_versions
+
+STORAGE_URI = "gs://kfserving-examples/models/sklearn/1.0/model"
+
+
+def _isvc_manifest(name: str, predictor: dict[str, Any] | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {} if predictor is None else {"predictor": predictor}
+    return {
+        "apiVersion": constants.KSERVE_V1BETA1,
+        "kind": constants.KSERVE_KIND_INFERENCESERVICE,
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def test_apiserver_reports_the_pinned_release(k8s: Cluster) -> None:
+    version = client.VersionApi(k8s.api_client).get_code()
+    pinned = pinned_versions()["KUBERNETES_VERSION"]
+    assert version.git_version == pinned
+    assert (version.major, version.minor) == ("1", pinned.split(".")[1])
+
+
+def test_namespace_lifecycle(k8s: Cluster) -> None:
+    core = client.CoreV1Api(k8s.api_client)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    created = core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    assert created.status.phase == "Active"
+    assert name in {ns.metadata.name for ns in core.list_namespace().items}
+
+    core.delete_namespace(name)
+    # Without the namespace controller the namespace is never finalized; Terminating is the
+    # apiserver's part of deletion, and it must refuse new objects in it from now on.
+    assert core.read_namespace(name).status.phase == "Terminating"
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_config_map(name, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x")))
+    assert refused.value.status == 403
+    assert "being terminated" in api_error_body(refused.value)["message"]
+
+
+@pytest.mark.parametrize(
+    ("predictor", "field"),
+    [
+        pytest.param(
+            {"minReplicas": "two", "model": {"modelFormat": {"name": "sklearn"}}},
+            "minReplicas",
+            id="wrong-type",
+        ),
+        pytest.param(None, "spec.predictor", id="missing-required-predictor"),
+    ],
+)
+def test_crd_schema_rejects_invalid_inference_service(
+    k8s: Cluster, namespace: str, predictor: dict[str, Any] | None, field: str
+) -> None:
+    custom = client.CustomObjectsApi(k8s.api_client)
+    with pytest.raises(client.ApiException) as rejected:
+        custom.create_namespaced_custom_object(
+            constants.KSERVE_GROUP,
+            constants.KSERVE_V1BETA1_VERSION,
+            namespace,
+            constants.KSERVE_PLURAL_INFERENCESERVICE,
+            _isvc_manifest("invalid", predictor),
+        )
+    status = api_error_body(rejected.value)
+    assert rejected.value.status == 422, status
+    assert status["reason"] == "Invalid"
+    assert field in status["message"]
+
+
+def test_inference_service_round_trips_through_kserve_client(k8s: Cluster, namespace: str) -> None:
+    kserve = KServeClient(config_file=str(k8s.kubeconfig))
+    isvc = V1beta1InferenceService(
+        api_version=constants.KSERVE_V1BETA1,
+        kind=constants.KSERVE_KIND_INFERENCESERVICE,
+        metadata=client.V1ObjectMeta(name="iris", namespace=namespace, labels={"app": "shipyard"}),
+        spec=V1beta1InferenceServiceSpec(
+            predictor=V1beta1PredictorSpec(
+                min_replicas=1,
+                model=V1beta1ModelSpec(
+                    model_format=V1beta1ModelFormat(name="sklearn"), storage_uri=STORAGE_URI
+                ),
+            )
+        ),
+    )
+    created = kserve.create(isvc, namespace=namespace)
+    fetched = kserve.get("iris", namespace=namespace)
+
+    assert fetched["metadata"]["uid"] == created["metadata"]["uid"]
+    assert fetched["metadata"]["labels"] == {"app": "shipyard"}
+    predictor = fetched["spec"]["predictor"]
+    assert predictor["minReplicas"] == 1
+    assert predictor["model"] == {"modelFormat": {"name": "sklearn"}, "storageUri": STORAGE_URI}
+
+    kserve.delete("iris", namespace=namespace)
+    with pytest.raises(client.ApiException) as gone:
+        client.CustomObjectsApi(k8s.api_client).get_namespaced_custom_object(
+            constants.KSERVE_GROUP,
+            constants.KSERVE_V1BETA1_VERSION,
+            namespace,
+            constants.KSERVE_PLURAL_INFERENCESERVICE,
+            "iris",
+        )
+    assert gone.value.status == 404
+
+
+def _can_list_pods(k8s: Cluster, namespace: str, user: str) -> bool:
+    review = client.AuthorizationV1Api(k8s.api_client).create_subject_access_review(
+        client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user,
+                groups=[
+                    "system:serviceaccounts",
+                    f"system:serviceaccounts:{namespace}",
+                    "system:authenticated",
+                ],
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb="list", resource="pods"
+                ),
+            )
+        )
+    )
+    return bool(review.status.allowed)
+
+
+def test_rbac_needs_a_role_binding_for_a_service_account(k8s: Cluster, namespace: str) -> None:
+    core = client.CoreV1Api(k8s.api_client)
+    rbac = client.RbacAuthorizationV1Api(k8s.api_client)
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata={"name": "reader"}))
+    user = f"system:serviceaccount:{namespace}:reader"
+    # TokenRequest: the token controller that would fill legacy token Secrets is not running.
+    token = core.create_namespaced_service_account_token(
+        "reader",
+        namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+        ),
+    ).status.token
+    as_reader = k8s.client_for_token(token)
+
+    whoami = client.AuthenticationV1Api(as_reader).create_self_subject_review(client.V1SelfSubjectReview())
+    assert whoami.status.user_info.username == user
+
+    assert not _can_list_pods(k8s, namespace, user)
+    with pytest.raises(client.ApiException) as denied:
+        client.CoreV1Api(as_reader).list_namespaced_pod(namespace)
+    assert denied.value.status == 403  # authenticated (not 401) but not authorized
+
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="pod-reader"),
+            rules=[client.V1PolicyRule(api_groups=[""], resources=["pods"], verbs=["get", "list"])],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="reader-reads-pods"),
+            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="pod-reader"),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)],
+        ),
+    )
+    # The RBAC authorizer reads bindings from a watch cache; give it a moment to see the new one.
+    deadline = time.monotonic() + 10
+    while not _can_list_pods(k8s, namespace, user):
+        assert time.monotonic() < deadline, "RoleBinding did not take effect within 10s"
+        time.sleep(0.1)
+    assert client.CoreV1Api(as_reader).list_namespaced_pod(namespace).items == []
+
+
+def _pod(name: str, security_context: client.V1SecurityContext, **pod_security: Any) -> client.V1Pod:
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="main", image="registry.k8s.io/pause:3.10", security_context=security_context
+                )
+            ],
+            security_context=client.V1PodSecurityContext(**pod_security),
+        ),
+    )
+
+
+PRIVILEGED = client.V1SecurityContext(privileged=True)
+RESTRICTED = client.V1SecurityContext(
+    allow_privilege_escalation=False,
+    capabilities=client.V1Capabilities(drop=["ALL"]),
+    run_as_non_root=True,
+    run_as_user=65532,
+    seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+)
+
+
+def test_pod_security_admission_enforces_the_namespace_level(k8s: Cluster, namespace: str) -> None:
+    core = client.CoreV1Api(k8s.api_client)
+    # Control: without a Pod Security label the privileged Pod is admitted, so the rejection below
+    # is the namespace's enforce level at work and nothing else.
+    core.create_namespaced_pod(namespace, _pod("privileged", PRIVILEGED))
+
+    core.patch_namespace(
+        namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    with pytest.raises(client.ApiException) as rejected:
+        core.create_namespaced_pod(namespace, _pod("privileged-again", PRIVILEGED))
+    assert rejected.value.status == 403
+    message = api_error_body(rejected.value)["message"]
+    assert 'violates PodSecurity "restricted:latest"' in message
+    assert "privileged" in message
+
+    admitted = core.create_namespaced_pod(namespace, _pod("compliant", RESTRICTED))
+    assert admitted.metadata.name == "compliant"
