@@ -72,7 +72,7 @@ fresh() {
 gen_module() {
   local name=$1 module=$2 version=$3 replace_version=$4 pkg=$5
   local dir="$here/$name"
-  if [[ -f $dir/go.mod ]] && grep -qE "^[[:space:]]*(require[[:space:]]+)?$module $version\$" "$dir/go.mod"; then
+  if [[ -f $dir/go.mod ]] && grep -qE "^[[:space:]]*(require[[:space:]]+)?$module $version( //.*)?\$" "$dir/go.mod"; then
     return
   fi
   log "generating $name/go.mod from $module@$version's go.mod"

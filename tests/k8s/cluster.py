@@ -15,6 +15,7 @@ import ctypes
 import datetime as dt
 import ipaddress
 import json
+import os
 import shutil
 import signal
 import socket
@@ -42,15 +43,21 @@ TOOLS_DIR = REPO_ROOT / ".tools"
 BIN_DIR = TOOLS_DIR / "bin"
 STAMP_DIR = TOOLS_DIR / "stamps"
 KSERVE_CRD_DIR = TOOLS_DIR / "crds" / "kserve"
+HELM = BIN_DIR / "helm"
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 FIELD_MANAGER = "shipyard-test-harness"
 ADMIN_USER = "shipyard-test-admin"
 START_TIMEOUT_S = 90.0
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ClusterStartError(RuntimeError):
     """The apiserver or etcd did not come up; the message carries their log tails."""
+
+
+class HelmError(RuntimeError):
+    """A helm command failed; the message carries its stderr."""
 
 
 def pinned_versions() -> dict[str, str]:
@@ -70,6 +77,7 @@ def missing_tools() -> list[str]:
     wanted = {
         "kube-apiserver": (BIN_DIR / "kube-apiserver", versions["KUBERNETES_VERSION"]),
         "etcd": (BIN_DIR / "etcd", versions["ETCD_VERSION"]),
+        "helm": (HELM, versions["HELM_VERSION"]),
         "kserve-crds": (KSERVE_CRD_DIR, versions["KSERVE_VERSION"]),
     }
     missing = []
@@ -91,6 +99,7 @@ class Cluster:
     api_client: client.ApiClient
     log_file: Path
     etcd_log_file: Path
+    workdir: Path
 
     def client_for_token(self, token: str) -> client.ApiClient:
         """An ApiClient that authenticates with a bearer token, e.g. a ServiceAccount's."""
@@ -100,6 +109,27 @@ class Cluster:
         config.api_key = {"authorization": token}
         config.api_key_prefix = {"authorization": "Bearer"}
         return client.ApiClient(config)
+
+    def helm(self, *args: str, timeout_s: float = 120) -> str:
+        """Run the pinned helm against this cluster and return its stdout.
+
+        Helm's cache/config/data homes live in the cluster's temp dir, so tests never read or
+        write the developer's ~/.config/helm repositories and plugins.
+        """
+        home = self.workdir / "helm"
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+        result = subprocess.run(
+            [str(HELM), *args], env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        if result.returncode != 0:
+            raise HelmError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result.stdout
 
     def log_tail(self, lines: int = 40) -> str:
         return _tail(self.log_file, lines)
@@ -111,18 +141,21 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    # All sockets stay bound until every port is picked, so the ports are distinct.
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def _die_with_parent() -> None:
-    # PR_SET_PDEATHSIG: if pytest is killed outright, the kernel stops the servers too, so no
-    # orphaned apiserver keeps a port and a temp dir alive.
+    # PR_SET_PDEATHSIG: if pytest is killed outright, the kernel kills the servers too, so no
+    # orphaned apiserver keeps running. SIGKILL, because the apiserver's graceful SIGTERM shutdown
+    # can hang once etcd is gone, and the data is disposable anyway.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)
+    libc.prctl(1, signal.SIGKILL)
 
 
 # --- certificates ----------------------------------------------------------------------------------
@@ -355,7 +388,8 @@ def install_crds(api_client: client.ApiClient, crd_dir: Path, timeout_s: float =
     """Apply every CRD in crd_dir and wait until each is Established (servable)."""
     names = []
     for manifest_file in sorted(crd_dir.glob("*.yaml")):
-        for manifest in yaml.safe_load_all(manifest_file.read_text()):
+        # libyaml's loader: the pure-Python one needs seconds for the 2 MB InferenceService CRD.
+        for manifest in yaml.load_all(manifest_file.read_text(), Loader=_YAML_LOADER):
             if not manifest or manifest.get("kind") != "CustomResourceDefinition":
                 continue
             name = manifest["metadata"]["name"]
@@ -390,7 +424,7 @@ def run_cluster(crd_dirs: tuple[Path, ...] = (KSERVE_CRD_DIR,)) -> Iterator[Clus
     api_client: client.ApiClient | None = None
     try:
         pki = _write_pki(workdir / "pki")
-        etcd_port, etcd_peer_port, api_port = _free_port(), _free_port(), _free_port()
+        etcd_port, etcd_peer_port, api_port = _free_ports(3)
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{etcd_peer_port}"
         servers.append(
@@ -437,6 +471,8 @@ def run_cluster(crd_dirs: tuple[Path, ...] = (KSERVE_CRD_DIR,)) -> Iterator[Clus
                     f"--service-account-signing-key-file={pki.sa_private_key}",
                     "--service-cluster-ip-range=10.96.0.0/16",
                     "--profiling=false",
+                    # Nothing runs behind the `kubernetes` Service, and a loopback endpoint is invalid.
+                    "--endpoint-reconciler-type=none",
                 ],
                 workdir / "kube-apiserver.log",
             )
@@ -460,6 +496,7 @@ def run_cluster(crd_dirs: tuple[Path, ...] = (KSERVE_CRD_DIR,)) -> Iterator[Clus
             api_client=api_client,
             log_file=servers[1].log_file,
             etcd_log_file=servers[0].log_file,
+            workdir=workdir,
         )
     finally:
         if api_client is not None:

@@ -6,8 +6,10 @@ validation, RBAC, Pod Security admission) and is written so it would fail if the
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,7 +114,8 @@ def test_inference_service_round_trips_through_kserve_client(k8s: Cluster, names
     assert fetched["metadata"]["labels"] == {"app": "shipyard"}
     predictor = fetched["spec"]["predictor"]
     assert predictor["minReplicas"] == 1
-    assert predictor["model"] == {"modelFormat": {"name": "sklearn"}, "storageUri": STORAGE_URI}
+    assert predictor["model"]["modelFormat"] == {"name": "sklearn"}
+    assert predictor["model"]["storageUri"] == STORAGE_URI
 
     kserve.delete("iris", namespace=namespace)
     with pytest.raises(client.ApiException) as gone:
@@ -233,3 +236,20 @@ def test_pod_security_admission_enforces_the_namespace_level(k8s: Cluster, names
 
     admitted = core.create_namespaced_pod(namespace, _pod("compliant", RESTRICTED))
     assert admitted.metadata.name == "compliant"
+
+
+def test_helm_installs_a_chart_into_the_cluster(k8s: Cluster, namespace: str, tmp_path: Path) -> None:
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    # .Capabilities.KubeVersion is read from the live server, so it proves helm talked to this one.
+    (chart / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-probe\n"
+        "data:\n  kubeVersion: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+    )
+    k8s.helm("install", "demo", str(chart), "--namespace", namespace)
+
+    config_map = client.CoreV1Api(k8s.api_client).read_namespaced_config_map("demo-probe", namespace)
+    assert config_map.data == {"kubeVersion": pinned_versions()["KUBERNETES_VERSION"]}
+    releases = json.loads(k8s.helm("list", "--namespace", namespace, "--output", "json"))
+    assert [(r["name"], r["status"]) for r in releases] == [("demo", "deployed")]
