@@ -122,7 +122,7 @@ def _date(_: click.Context, __: click.Parameter, value: str | None) -> date | No
     "--out", type=click.Path(path_type=Path), default=None, help="Directory (default: settings' data_dir)."
 )
 @click.pass_context
-def generate(ctx: click.Context, out: Path | None, **kwargs: Any) -> None:
+def generate(ctx: click.Context, /, out: Path | None, **kwargs: Any) -> None:
     """Generate deterministic tickets and customer snapshots as parquet."""
     from shipyard import synthetic
     from shipyard.local_run import synthetic_config
@@ -173,7 +173,8 @@ def list_models(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"{'VERSION':<8} {'STATUS':<10} {'ACCURACY':>8} {'MACRO-F1':>8}  {'CREATED':<25} REASON")
     for e in entries:
         click.echo(
-            f"{e.version:<8} {e.status:<10} {e.accuracy:>8.3f} {e.macro_f1:>8.3f}  {e.created_at:<25} {e.reason}"
+            f"{e.version:<8} {e.status:<10} {e.accuracy:>8.3f} {e.macro_f1:>8.3f}  "
+            f"{e.created_at:<25} {e.reason}"
         )
 
 

@@ -136,7 +136,7 @@ def run_pipeline(settings: Settings, verbose: bool = False, **overrides: Any) ->
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
     with (root / "last-run.log").open("w") as log:
         tee = _Tee(sys.stdout, log, verbose)
-        previous, sys.stdout = sys.stdout, tee  # type: ignore[assignment]
+        previous, sys.stdout = sys.stdout, tee
         try:
             task = training_pipeline(**pipeline_arguments(settings, **overrides))
         except RuntimeError as exc:

@@ -67,11 +67,27 @@ def validate_step(tickets: str, profile: str, activity: str, report: str, max_vi
 
 
 def training_set_step(
-    tickets: str, feature_repo: str, feature_store_yaml: str, feature_service: str, out: str
+    tickets: str,
+    feature_repo: str,
+    feature_store_yaml: str,
+    feature_service: str,
+    out: str,
+    max_dropped_rate: float = 0.01,
 ) -> int:
+    """Feast drops a ticket whose feature values are all older than a view's TTL; a few such
+    tickets are normal (a new customer), many mean the feature data stopped arriving."""
+    from shipyard.errors import SourceDataError
     from shipyard.featurestore import training_frame
 
-    frame = training_frame(pd.read_parquet(tickets), Path(feature_repo), feature_service, feature_store_yaml)
+    entity = pd.read_parquet(tickets)
+    frame = training_frame(entity, Path(feature_repo), feature_service, feature_store_yaml)
+    dropped = len(entity) - len(frame)
+    if dropped > max_dropped_rate * len(entity):
+        raise SourceDataError(
+            f"training set: {dropped} of {len(entity)} tickets have no feature values within the TTL of "
+            f"feature views customer_profile/customer_activity (allowed {max_dropped_rate:.1%}); "
+            "are the snapshot tables up to date?"
+        )
     frame.to_parquet(out, index=False)
     _log(
         "training_set", f"{len(frame)} rows x {frame.shape[1]} columns from feature service {feature_service}"

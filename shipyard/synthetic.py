@@ -233,9 +233,11 @@ def generate(cfg: SyntheticConfig) -> SyntheticData:
 
     text, text_dept = _texts(rng, dept, t_ns, cfg)
     label = dept.copy()
+    # Drift draws happen whether or not drift is on, so a drift knob changes nothing but its effect.
+    move_draw = rng.random(n_t)
     if cfg.concept_drift_from is not None:
         # The bank moved order disputes to the billing team: inventory wording now means accounting.
-        moved = (t_ns >= _utc(cfg.concept_drift_from).value) & (text_dept == 1) & (rng.random(n_t) < 0.6)
+        moved = (t_ns >= _utc(cfg.concept_drift_from).value) & (text_dept == 1) & (move_draw < 0.6)
         label[moved] = 0
     noisy = rng.random(n_t) < cfg.label_noise
     label[noisy] = (label[noisy] + rng.integers(1, len(DEPARTMENTS), size=int(noisy.sum()))) % len(
@@ -278,9 +280,10 @@ def _texts(
     amounts = rng.integers(5, 5_000, size=n)
     months = rng.integers(0, len(_MONTHS), size=n)
     pcts = rng.integers(2, 12, size=n)
+    long_draw = rng.random(n)
     long_text = np.zeros(n, dtype=bool)
     if cfg.covariate_drift_from is not None:
-        long_text = (t_ns >= _utc(cfg.covariate_drift_from).value) & (rng.random(n) < 0.7)
+        long_text = (t_ns >= _utc(cfg.covariate_drift_from).value) & (long_draw < 0.7)
     text_dept = np.where(mode == 2, -1, dept)
 
     out: list[str] = []

@@ -15,11 +15,11 @@ class Thresholds(BaseModel):
     min_accuracy: float = Field(0.70, ge=0, le=1, description="Accuracy on the test holdout.")
     min_macro_f1: float = Field(0.60, ge=0, le=1, description="Macro-F1 on the test holdout.")
     min_baseline_lift: float = Field(
-        0.10, ge=0, le=1, description="Accuracy points above the best baseline (majority, keywords)."
+        0.08, ge=0, le=1, description="Accuracy points above the best baseline (majority, keywords)."
     )
     max_champion_regression: float = Field(
         0.01, ge=0, le=1, description="Macro-F1 points a candidate may lose against the current champion."
     )
     max_final_loss_change: float = Field(
-        0.02, gt=0, le=1, description="Convergence: relative validation-loss change over the last epochs."
+        0.03, gt=0, le=1, description="Convergence: relative validation-loss change over the last epochs."
     )

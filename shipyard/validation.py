@@ -119,7 +119,8 @@ class ValidationReport:
         for f in self.findings:
             verdict = "ok" if f.ok else "**FAIL**"
             lines.append(
-                f"| {f.table} | {f.column} | {f.rule} | {f.failures} | {f.rate:.4%} | {f.allowed:.2%} | {verdict} |"
+                f"| {f.table} | {f.column} | {f.rule} | {f.failures} | {f.rate:.4%} "
+                f"| {f.allowed:.2%} | {verdict} |"
             )
         if not self.findings:
             lines.append("| all | - | all rules | 0 | 0% | - | ok |")

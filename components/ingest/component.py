@@ -35,6 +35,6 @@ def ingest(
             out["tickets_in_window"] if name == "tickets" else out["rows"][f"{name}.parquet"]
         )
     tickets.metadata["data_hash"] = out["data_hash"]
-    return namedtuple("IngestOutputs", ["data_hash", "tickets_in_window"])(
+    return namedtuple("IngestOutputs", ["data_hash", "tickets_in_window"])(  # type: ignore[call-arg]
         out["data_hash"], out["tickets_in_window"]
     )

@@ -28,4 +28,4 @@ def register(
     with open(summary.path, "w") as fh:
         json.dump(out, fh, indent=2)
     summary.metadata.update({"version": out["version"], "status": out["status"]})
-    return namedtuple("RegisterOutputs", ["version", "status"])(out["version"], out["status"])
+    return namedtuple("RegisterOutputs", ["version", "status"])(out["version"], out["status"])  # type: ignore[call-arg]

@@ -1,0 +1,63 @@
+"""Gates on real training data: a real model converges and passes, a broken one is rejected."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipyard import steps
+from shipyard.registry import ModelRegistry
+from shipyard.schema import LABEL
+from shipyard.splitting import split
+from shipyard.thresholds import Thresholds
+from shipyard.training import TrainParams, train
+
+
+def test_loss_converges_on_real_features(training_frame: pd.DataFrame) -> None:
+    parts = split(training_frame, seed=3)
+    _, record = train(parts.train, parts.val, TrainParams())
+    assert record.epochs < TrainParams().max_epochs  # stopped early: validation loss flattened
+    assert record.val_loss[-1] < 0.6 * record.val_loss[0]
+    assert record.train_loss[-1] < record.train_loss[0]
+
+
+def _train_and_register(
+    frame: pd.DataFrame, root: Path, registry: str, shuffle: bool, tag: str
+) -> dict[str, Any]:
+    parts = split(frame, seed=3)
+    train_frame = parts.train.copy()
+    if shuffle:
+        train_frame[LABEL] = np.random.default_rng(0).permutation(train_frame[LABEL].to_numpy())
+    paths = {name: root / f"{tag}-{name}.parquet" for name in ("train", "val", "test")}
+    train_frame.to_parquet(paths["train"])
+    parts.val.to_parquet(paths["val"])
+    parts.test.to_parquet(paths["test"])
+    model_dir, eval_dir = root / f"{tag}-model", root / f"{tag}-eval"
+    steps.train_step(str(paths["train"]), str(paths["val"]), str(model_dir), f"data-{tag}", TrainParams())
+    steps.evaluate_step(
+        str(model_dir), str(paths["test"]), str(paths["train"]), registry, Thresholds(), str(eval_dir)
+    )
+    return steps.register_step(
+        str(model_dir), str(eval_dir), registry, "ticket_routing_v1", f"data-{tag}", True
+    )
+
+
+def test_shuffled_labels_model_is_rejected_and_never_champion(
+    training_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    registry = str(tmp_path / "models")
+    good = _train_and_register(training_frame, tmp_path, registry, shuffle=False, tag="good")
+    assert good["status"] == "champion"
+    bad = _train_and_register(training_frame, tmp_path, registry, shuffle=True, tag="bad")
+    assert bad["status"] == "rejected" and bad["created"] is True
+    reg = ModelRegistry(registry)
+    champion = reg.champion()
+    assert champion is not None and champion.version == good["version"]
+    ev = json.loads((reg.verify(bad["version"]) / "evaluation.json").read_text())
+    failed = {g["name"] for g in ev["gates"] if not g["passed"]}
+    assert {"min_accuracy", "beats_baseline", "not_worse_than_champion"} <= failed
+    assert ev["champion"]["version"] == good["version"]

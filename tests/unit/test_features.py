@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from shipyard.features import TEXT_FEATURES, text_features, text_features_frame
+
+
+def test_counts_keywords_per_department_case_insensitively() -> None:
+    out = text_features(["Invoice 12 was charged twice? My LOGIN fails", "parental leave from May"])
+    assert out["kw_accounting"] == [2, 0]  # "Invoice", "charged"
+    assert out["kw_it"] == [1, 0]
+    assert out["kw_hr"] == [0, 1]
+    assert out["digit_count"] == [2, 0]
+    assert out["question_marks"] == [1, 0]
+    assert out["word_count"] == [8, 4]
+    assert out["text_length"] == [44, 23]
+
+
+def test_missing_text_counts_as_empty() -> None:
+    out = text_features([None, math.nan, ""])
+    assert all(out[name] == [0, 0, 0] for name in TEXT_FEATURES)
+
+
+def test_frame_wrapper_keeps_index_and_types() -> None:
+    frame = text_features_frame(pd.DataFrame({"ticket_text": ["my order 5 did not arrive"]}, index=[7]))
+    assert list(frame.columns) == list(TEXT_FEATURES)
+    assert frame.index.tolist() == [7]
+    assert frame.loc[7, "kw_inventory"] == 2 and str(frame.dtypes.iloc[0]) == "int64"
