@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.evaluation import to_markdown
+from shipyard.artifacts import CARD_JSON, CARD_MD
+from shipyard.report import evaluation_markdown
 
-CARD_JSON = "card.json"
-CARD_MD = "MODEL_CARD.md"
+__all__ = ["CARD_JSON", "CARD_MD", "build_card", "card_markdown"]
 
 INTENDED_USE = (
     "Routes a bank's customer support tickets to accounting, inventory, HR or IT from the ticket "
@@ -75,4 +75,4 @@ def card_markdown(card: dict[str, Any], version: str, status: str) -> str:
         f"val loss {card['training']['val_loss'][0]:.3f} -> {card['training']['val_loss'][-1]:.3f}",
         "",
     ]
-    return "\n".join(lines) + to_markdown(ev).replace("# Evaluation", "## Evaluation", 1)
+    return "\n".join(lines) + evaluation_markdown(ev).replace("# Evaluation", "## Evaluation", 1)

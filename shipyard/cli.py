@@ -69,6 +69,9 @@ def run(ctx: click.Context, verbose: bool) -> None:
         + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
         + f"; total {sum(result.seconds.values()):.1f}s"
     )
+    from serving.demo import run_demo
+
+    run_demo(settings)
 
 
 @main.command()
@@ -188,3 +191,36 @@ def show_model(ctx: click.Context, version: str) -> None:
 
     vdir = ModelRegistry(_settings(ctx).model_registry).verify(version)
     click.echo((vdir / CARD_MD).read_text())
+
+
+@main.command()
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option(
+    "--model-version", "version", default=None, help="A registered version (default: the champion)."
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Predict threads (default 4).")
+@click.option("--no-feature-lookup", is_flag=True, help="Serve without the online store (customers unknown).")
+@click.option("--access-log", is_flag=True, help="Log one line per HTTP request.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    port: int,
+    version: str | None,
+    threads: int | None,
+    no_feature_lookup: bool,
+    access_log: bool,
+) -> None:
+    """Serve a registered model version with KServe (V1 + V2 REST, /metrics) until Ctrl-C."""
+    from serving.server import config_from_settings
+    from serving.server import run as serve_model
+
+    serve_model(
+        config_from_settings(
+            _settings(ctx),
+            port=port,
+            version=version,
+            threads=threads,
+            feature_lookup=False if no_feature_lookup else None,
+            access_log=access_log or None,
+        )
+    )

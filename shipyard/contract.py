@@ -12,12 +12,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipyard.artifacts import CONTRACT_FILE, REFERENCE_FILE
 from shipyard.features import TEXT_FEATURES
-from shipyard.schema import CATEGORICAL_FEATURES, DEPARTMENTS, ENTITY_KEY, LABEL, NUMERIC_BATCH_FEATURES, TEXT
-from shipyard.validation import MAX_TEXT_LENGTH
+from shipyard.schema import (
+    CATEGORICAL_FEATURES,
+    DEPARTMENTS,
+    ENTITY_KEY,
+    LABEL,
+    MAX_TEXT_LENGTH,
+    NUMERIC_BATCH_FEATURES,
+    TEXT,
+)
 
-CONTRACT_FILE = "input_contract.json"
-REFERENCE_FILE = "reference_stats.json"
+__all__ = ["CONTRACT_FILE", "MAX_BATCH", "REFERENCE_FILE", "input_contract", "reference_stats"]
+
 MAX_BATCH = 256
 _BINS = 10
 

@@ -14,11 +14,13 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
 
+from shipyard.artifacts import EVALUATION_FILE
+from shipyard.report import evaluation_markdown as to_markdown
 from shipyard.schema import DEPARTMENTS, LABEL
 from shipyard.thresholds import Thresholds
 from shipyard.training import model_inputs
 
-EVALUATION_FILE = "evaluation.json"
+__all__ = ["EVALUATION_FILE", "Evaluation", "Gate", "Scores", "evaluate", "score", "to_markdown"]
 
 
 @dataclass
@@ -170,37 +172,3 @@ def evaluate(
         thresholds=thresholds.model_dump(),
         test_rows=len(test),
     )
-
-
-def to_markdown(ev: dict[str, Any]) -> str:
-    """A report for the KFP UI and the model card, from the JSON form of an Evaluation."""
-    cand = ev["candidate"]
-    lines = [
-        f"# Evaluation: {'PASSED' if ev['passed'] else 'REJECTED'}",
-        "",
-        f"Test holdout: {ev['test_rows']} tickets.",
-        "",
-        "| model | accuracy | macro-F1 |",
-        "|---|---|---|",
-        f"| candidate | {cand['accuracy']:.3f} | {cand['macro_f1']:.3f} |",
-    ]
-    for name, base in ev["baselines"].items():
-        lines.append(f"| baseline: {name} | {base['accuracy']:.3f} | {base['macro_f1']:.3f} |")
-    if ev["champion"]:
-        champ = ev["champion"]["scores"]
-        lines.append(
-            f"| champion {ev['champion']['version']} | {champ['accuracy']:.3f} | {champ['macro_f1']:.3f} |"
-        )
-    lines += ["", "| label | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for label, m in cand["per_label"].items():
-        lines.append(
-            f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |"
-        )
-    lines += ["", "| gate | result | value | threshold | detail |", "|---|---|---|---|---|"]
-    for g in ev["gates"]:
-        value = "-" if g["value"] is None else f"{g['value']:.3f}"
-        threshold = "-" if g["threshold"] is None else f"{g['threshold']:.3f}"
-        lines.append(
-            f"| {g['name']} | {'pass' if g['passed'] else 'FAIL'} | {value} | {threshold} | {g['detail']} |"
-        )
-    return "\n".join(lines) + "\n"

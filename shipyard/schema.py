@@ -52,6 +52,8 @@ ACTIVITY_COLUMNS: Final = {
     "days_since_last_payment": "float64",
 }
 
+MAX_TEXT_LENGTH: Final = 5_000
+
 # Features the model consumes, grouped by how they are encoded. The batch ones come from Feast
 # feature views; the text ones from the on-demand feature view (shipyard.features).
 CATEGORICAL_FEATURES: Final = ("region", "segment")

@@ -1,15 +1,21 @@
 """Train / validation / test split: stratified by department and seeded, so every run of the same
-data yields the same holdout and metrics are comparable between a candidate and the champion."""
+data yields the same holdout and metrics are comparable between a candidate and the champion.
+
+Plain numpy rather than scikit-learn's splitter: the split step runs as its own KFP process, and
+importing scikit-learn there would cost more than the split itself.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from shipyard.errors import SourceDataError
 from shipyard.schema import DEPARTMENTS, LABEL
+
+MIN_PER_CLASS = 10
 
 
 @dataclass(frozen=True)
@@ -27,14 +33,23 @@ def split(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) "
             "and leave at least 10 % for training"
         )
-    counts = frame[LABEL].value_counts()
-    too_small = [str(label) for label in DEPARTMENTS if counts.get(label, 0) < 10]
+    labels = frame[LABEL].astype(str).to_numpy()
+    counts = pd.Series(labels).value_counts()
+    too_small = [label for label in DEPARTMENTS if counts.get(label, 0) < MIN_PER_CLASS]
     if too_small:
         raise SourceDataError(
-            f"column {LABEL!r}: fewer than 10 labelled tickets for {', '.join(too_small)}; "
+            f"column {LABEL!r}: fewer than {MIN_PER_CLASS} labelled tickets for {', '.join(too_small)}; "
             "a stratified split needs every department"
         )
-    rest, test = train_test_split(frame, test_size=test_fraction, stratify=frame[LABEL], random_state=seed)
-    val_share = val_fraction / (1 - test_fraction)
-    train, val = train_test_split(rest, test_size=val_share, stratify=rest[LABEL], random_state=seed + 1)
-    return Split(*(part.reset_index(drop=True) for part in (train, val, test)))
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
+    for label in sorted(set(labels)):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        n_test = max(1, round(len(rows) * test_fraction))
+        n_val = max(1, round(len(rows) * val_fraction))
+        parts["test"].append(rows[:n_test])
+        parts["val"].append(rows[n_test : n_test + n_val])
+        parts["train"].append(rows[n_test + n_val :])
+    # Sorted positions keep the frame's (time) order inside each part.
+    take = {name: np.sort(np.concatenate(idx)) for name, idx in parts.items()}
+    return Split(*(frame.iloc[take[name]].reset_index(drop=True) for name in ("train", "val", "test")))

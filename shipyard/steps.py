@@ -10,16 +10,31 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from shipyard import contract, registry, training
-from shipyard.card import CARD_JSON, CARD_MD, build_card, card_markdown
-from shipyard.evaluation import EVALUATION_FILE, evaluate, to_markdown
+from shipyard import registry
+from shipyard.artifacts import (
+    CARD_JSON,
+    CARD_MD,
+    CONTRACT_FILE,
+    EVALUATION_FILE,
+    MODEL_FILE,
+    REFERENCE_FILE,
+    TRAINING_FILE,
+    read_json,
+)
+from shipyard.card import build_card, card_markdown
 from shipyard.hashing import json_sha256
+from shipyard.report import evaluation_markdown
 from shipyard.schema import ACTIVITY_FILE, LABEL, PROFILE_FILE, TICKETS_FILE
-from shipyard.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from shipyard.thresholds import Thresholds
+    from shipyard.training import TrainParams
+
+# Heavy libraries (pandas, pandera, scikit-learn, Feast) are imported inside the step that needs them:
+# each KFP component is a fresh process, and importing scikit-learn into a step that only copies
+# files would cost seconds per run.
 
 
 def _log(step: str, message: str) -> None:
@@ -52,6 +67,8 @@ def ingest_step(
 
 def validate_step(tickets: str, profile: str, activity: str, report: str, max_violation_rate: float) -> int:
     """Write the report first, then fail: the report is most useful exactly when the data is bad."""
+    import pandas as pd
+
     from shipyard.validation import validate
 
     tables = {
@@ -76,6 +93,8 @@ def training_set_step(
 ) -> int:
     """Feast drops a ticket whose feature values are all older than a view's TTL; a few such
     tickets are normal (a new customer), many mean the feature data stopped arriving."""
+    import pandas as pd
+
     from shipyard.errors import SourceDataError
     from shipyard.featurestore import training_frame
 
@@ -98,6 +117,8 @@ def training_set_step(
 def split_step(
     training_set: str, train: str, val: str, test: str, val_fraction: float, test_fraction: float, seed: int
 ) -> dict[str, int]:
+    import pandas as pd
+
     from shipyard.splitting import split
 
     parts = split(pd.read_parquet(training_set), val_fraction, test_fraction, seed)
@@ -109,19 +130,17 @@ def split_step(
     return sizes
 
 
-def train_step(
-    train: str, val: str, model_dir: str, data_hash: str, params: training.TrainParams
-) -> dict[str, Any]:
+def train_step(train: str, val: str, model_dir: str, data_hash: str, params: TrainParams) -> dict[str, Any]:
+    import pandas as pd
+
+    from shipyard import contract, training
+
     train_frame, val_frame = pd.read_parquet(train), pd.read_parquet(val)
     pipeline, record = training.train(train_frame, val_frame, params, data_hash=data_hash)
     out = Path(model_dir)
     training.save(pipeline, record, out)
-    (out / contract.CONTRACT_FILE).write_text(
-        json.dumps(contract.input_contract(train_frame), indent=2) + "\n"
-    )
-    (out / contract.REFERENCE_FILE).write_text(
-        json.dumps(contract.reference_stats(train_frame), indent=2) + "\n"
-    )
+    (out / CONTRACT_FILE).write_text(json.dumps(contract.input_contract(train_frame), indent=2) + "\n")
+    (out / REFERENCE_FILE).write_text(json.dumps(contract.reference_stats(train_frame), indent=2) + "\n")
     _log(
         "train",
         f"{record.epochs} epochs in {record.training_seconds:.1f}s; "
@@ -133,8 +152,13 @@ def train_step(
 def evaluate_step(
     model_dir: str, test: str, train: str, model_registry: str, thresholds: Thresholds, out_dir: str
 ) -> dict[str, Any]:
+    import pandas as pd
+
+    from shipyard import training
+    from shipyard.evaluation import evaluate
+
     model = training.load_model(Path(model_dir))
-    record = training.load_record(Path(model_dir))
+    record = read_json(Path(model_dir), TRAINING_FILE)
     reg = registry.ModelRegistry(model_registry)
     champ_entry = reg.champion()
     champion = None
@@ -181,7 +205,7 @@ def register_step(
     promote: bool,
 ) -> dict[str, Any]:
     mdir, edir = Path(model_dir), Path(evaluation_dir)
-    record = training.load_record(mdir)
+    record = read_json(mdir, TRAINING_FILE)
     ev = json.loads((edir / EVALUATION_FILE).read_text())
     rows = {**record["rows"], "test": ev["test_rows"]}
     card = build_card(record, ev, feature_service, data_hash, rows)
@@ -189,10 +213,10 @@ def register_step(
     failed = [g["name"] for g in ev["gates"] if not g["passed"]]
     reason = "all gates passed" if passed else "failed gates: " + ", ".join(failed)
     files: dict[str, Path | bytes] = {
-        training.MODEL_FILE: mdir / training.MODEL_FILE,
-        training.TRAINING_FILE: mdir / training.TRAINING_FILE,
-        contract.CONTRACT_FILE: mdir / contract.CONTRACT_FILE,
-        contract.REFERENCE_FILE: mdir / contract.REFERENCE_FILE,
+        MODEL_FILE: mdir / MODEL_FILE,
+        TRAINING_FILE: mdir / TRAINING_FILE,
+        CONTRACT_FILE: mdir / CONTRACT_FILE,
+        REFERENCE_FILE: mdir / REFERENCE_FILE,
         EVALUATION_FILE: edir / EVALUATION_FILE,
         CARD_JSON: (json.dumps(card, indent=2) + "\n").encode(),
     }
@@ -219,6 +243,6 @@ def register_step(
         "reason": entry.reason,
         "path": str(result.path),
         "card": str(result.path / CARD_MD),
-        "evaluation_markdown": to_markdown(ev),
+        "evaluation_markdown": evaluation_markdown(ev),
         "timestamp": time.time(),
     }

@@ -21,6 +21,7 @@ from shipyard.schema import (
     DEPARTMENTS,
     ENTITY_KEY,
     LABEL,
+    MAX_TEXT_LENGTH,
     PROFILE_FILE,
     REGIONS,
     SEGMENTS,
@@ -29,7 +30,6 @@ from shipyard.schema import (
     TIMESTAMP,
 )
 
-MAX_TEXT_LENGTH = 5_000
 # Rules whose failure is structural: no violation rate makes these acceptable. An unknown label is
 # structural too: it means the label set changed, which needs a new model, not a tolerance.
 STRUCTURAL = {"column_in_dataframe", "dtype", "unique", "not_nullable", "column_in_schema"}

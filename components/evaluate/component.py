@@ -23,7 +23,7 @@ def evaluate(
     report: Output[Markdown],
 ) -> bool:
     """Score the candidate, the baselines and the champion on the holdout; apply the gates."""
-    from shipyard.evaluation import to_markdown
+    from shipyard.report import evaluation_markdown as to_markdown
     from shipyard.steps import evaluate_step
     from shipyard.thresholds import Thresholds
 

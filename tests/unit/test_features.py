@@ -28,3 +28,26 @@ def test_frame_wrapper_keeps_index_and_types() -> None:
     assert list(frame.columns) == list(TEXT_FEATURES)
     assert frame.index.tolist() == [7]
     assert frame.loc[7, "kw_inventory"] == 2 and str(frame.dtypes.iloc[0]) == "int64"
+
+
+def test_split_is_stratified_seeded_and_disjoint() -> None:
+    from shipyard.splitting import split
+
+    frame = pd.DataFrame(
+        {
+            "ticket_id": range(1000),
+            "department": ["accounting"] * 500 + ["inventory"] * 300 + ["hr"] * 100 + ["it"] * 100,
+        }
+    )
+    a, b = split(frame, seed=1), split(frame, seed=1)
+    assert a.test["ticket_id"].tolist() == b.test["ticket_id"].tolist()
+    ids = [set(p["ticket_id"]) for p in (a.train, a.val, a.test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == 1000
+    assert a.test["department"].value_counts().to_dict() == {
+        "accounting": 75,
+        "inventory": 45,
+        "hr": 15,
+        "it": 15,
+    }
+    assert split(frame, seed=2).test["ticket_id"].tolist() != a.test["ticket_id"].tolist()

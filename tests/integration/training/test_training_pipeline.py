@@ -16,7 +16,7 @@ from shipyard.cli import main
 from shipyard.errors import ShipyardError
 from shipyard.registry import ModelRegistry
 from shipyard.schema import LABEL, TICKETS_FILE
-from tests.integration.conftest import Workspace
+from tests.integration.training.conftest import Workspace
 
 
 def _run_dir(ws: Workspace) -> Path:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from shipyard import featurestore
 from shipyard.schema import ACTIVITY_FILE, PROFILE_FILE, TICKETS_FILE
-from tests.integration.conftest import ROOT
+from tests.integration.training.conftest import ROOT
 
 T = pd.Timestamp
 

@@ -1,0 +1,63 @@
+"""Fixtures for the integration tier: a real Feast repo, data and registry in a temp directory."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from shipyard import featurestore, synthetic
+from shipyard.settings import Settings, SyntheticSettings, load_settings
+
+ROOT = Path(__file__).resolve().parents[3]
+SMALL = SyntheticSettings(
+    customers=2_000, tickets=12_000, start=date(2025, 1, 1), end=date(2025, 9, 30), seed=11
+)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    settings: Settings
+
+    @property
+    def repo(self) -> Path:
+        return self.settings.feature_repo
+
+
+def make_workspace(root: Path, synthetic_settings: SyntheticSettings = SMALL) -> Workspace:
+    """Copy the feature repo (definitions only) into `root` and point local settings at it."""
+    shutil.copytree(
+        ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("data", "__pycache__")
+    )
+    settings = load_settings("local").model_copy(update={"synthetic": synthetic_settings}).resolve(root)
+    return Workspace(root=root, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    """Generated data, `feast apply` and materialize, shared read-only by the integration tests."""
+    from shipyard.local_run import ensure_data, prepare_features
+
+    ws = make_workspace(tmp_path_factory.mktemp("ws"))
+    sink = open("/dev/null", "w")  # noqa: SIM115 - progress output is not under test here
+    ensure_data(ws.settings, sink)
+    prepare_features(ws.settings, sink)
+    yield ws
+    sink.close()
+
+
+@pytest.fixture(scope="session")
+def training_frame(workspace: Workspace) -> pd.DataFrame:
+    tickets = pd.read_parquet(workspace.settings.data_dir / "tickets.parquet")
+    return featurestore.training_frame(tickets, workspace.repo, workspace.settings.feature_service)
+
+
+def fresh_data(ws: Workspace) -> synthetic.SyntheticData:
+    cfg = synthetic.SyntheticConfig(**ws.settings.synthetic.model_dump())
+    return synthetic.generate(cfg)

@@ -1,0 +1,49 @@
+"""Every failure mode renders as one status with a caller-safe body."""
+
+from __future__ import annotations
+
+import pytest
+from kserve import errors as kerrors
+
+from serving import errors
+from serving.metrics import contract_field
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "code"),
+    [
+        (errors.InvalidRequest("x", "f", "r"), 400, "invalid_request"),
+        (kerrors.InvalidInput("Unrecognized request format: bad"), 400, "malformed_request"),
+        (kerrors.ModelNotFound("m"), 404, "model_not_found"),
+        (kerrors.ModelNotReady("m"), 503, "model_not_ready"),
+        (
+            errors.FeatureStoreUnavailable("down", "feature_store", "available"),
+            503,
+            "feature_store_unavailable",
+        ),
+        (errors.PayloadTooLarge("big", "body", "max_bytes"), 413, "payload_too_large"),
+        (errors.UnsupportedMediaType("xml", "content-type", "media_type"), 415, "unsupported_media_type"),
+        (NotImplementedError("versions"), 404, "not_found"),
+        (KeyError("/srv/secret/path.py"), 500, "internal_error"),
+        (RuntimeError("Traceback (most recent call last): File /x.py"), 500, "internal_error"),
+    ],
+)
+def test_one_status_per_failure_mode(exc: BaseException, status: int, code: str) -> None:
+    got_status, body = errors.render(exc, "rid-1")
+    assert (got_status, body["code"], body["request_id"]) == (status, code, "rid-1")
+
+
+def test_unexpected_errors_never_leak_their_message() -> None:
+    _, body = errors.render(ValueError("password=hunter2 at /opt/app/x.py line 3"), None)
+    assert "hunter2" not in str(body) and "/opt" not in str(body)
+    assert body == {
+        "error": "internal error; quote the request id when reporting it",
+        "code": "internal_error",
+    }
+
+
+def test_violation_labels_are_a_closed_set() -> None:
+    assert contract_field("instances[3].ticket_text") == "ticket_text"
+    assert contract_field("customer_id[12]") == "customer_id"
+    assert contract_field("instances[0].attacker_chosen_name") == "other"
+    assert contract_field(None) == "body"
