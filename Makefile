@@ -52,3 +52,20 @@ clean: ## Remove generated data, local runs, registries and caches (keeps .venv 
 	rm -rf .shipyard local_outputs feature_repo/data .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: help venv run test lint format compile k8s-tools lock clean
+
+# -- serving ------------------------------------------------------------------------------------
+PORT ?= 8080
+BENCH_SECONDS ?= 10
+
+serve: $(STAMP) ## Serve the champion from `make run` on :8080 or PORT= (KServe V1 + V2 REST, /metrics)
+	$(BIN)/shipyard serve --port $(PORT)
+
+bench-tools: ## Install wrk and redis-server from Debian when missing (the benchmark's load generator and store)
+	@command -v wrk >/dev/null && command -v redis-server >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { echo "error: bench needs wrk and redis-server: sudo apt-get install wrk redis-server"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk redis-server >/dev/null; }
+
+bench: $(STAMP) bench-tools ## Latency/throughput: in-process predict vs the server without/with Feast (SQLite, Redis)
+	$(BIN)/python -m benchmarks.serving --seconds $(BENCH_SECONDS)
+
+.PHONY: serve bench bench-tools

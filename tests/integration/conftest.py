@@ -1,63 +1,42 @@
-"""Fixtures for the integration tier: a real Feast repo, data and registry in a temp directory."""
+"""Session fixtures for the serving tests: one small trained stack, one model server on SQLite,
+one real redis-server. Tests that stop or break a server start their own."""
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from shipyard import featurestore, synthetic
-from shipyard.settings import Settings, SyntheticSettings, load_settings
-
-ROOT = Path(__file__).resolve().parents[2]
-SMALL = SyntheticSettings(
-    customers=2_000, tickets=12_000, start=date(2025, 1, 1), end=date(2025, 9, 30), seed=11
-)
+from tests.integration.serving_stack import RedisServer, Server, Stack, build_stack, start_server
+from tests.support import require
 
 
-@dataclass(frozen=True)
-class Workspace:
-    root: Path
-    settings: Settings
-
-    @property
-    def repo(self) -> Path:
-        return self.settings.feature_repo
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    return build_stack(tmp_path_factory.mktemp("serving-stack"))
 
 
-def make_workspace(root: Path, synthetic_settings: SyntheticSettings = SMALL) -> Workspace:
-    """Copy the feature repo (definitions only) into `root` and point local settings at it."""
-    shutil.copytree(
-        ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("data", "__pycache__")
+@pytest.fixture(scope="session")
+def server(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(stack, tmp_path_factory.mktemp("server"), "--model-version", stack.version)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    require(
+        shutil.which("redis-server") is not None,
+        "redis-server is not installed (apt-get install redis-server)",
     )
-    settings = load_settings("local").model_copy(update={"synthetic": synthetic_settings}).resolve(root)
-    return Workspace(root=root, settings=settings)
+    redis = RedisServer(tmp_path_factory.mktemp("redis"))
+    redis.start()
+    yield redis
+    redis.stop()
 
 
-@pytest.fixture(scope="session")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    """Generated data, `feast apply` and materialize, shared read-only by the integration tests."""
-    from shipyard.local_run import ensure_data, prepare_features
-
-    ws = make_workspace(tmp_path_factory.mktemp("ws"))
-    sink = open("/dev/null", "w")  # noqa: SIM115 - progress output is not under test here
-    ensure_data(ws.settings, sink)
-    prepare_features(ws.settings, sink)
-    yield ws
-    sink.close()
-
-
-@pytest.fixture(scope="session")
-def training_frame(workspace: Workspace) -> pd.DataFrame:
-    tickets = pd.read_parquet(workspace.settings.data_dir / "tickets.parquet")
-    return featurestore.training_frame(tickets, workspace.repo, workspace.settings.feature_service)
-
-
-def fresh_data(ws: Workspace) -> synthetic.SyntheticData:
-    cfg = synthetic.SyntheticConfig(**ws.settings.synthetic.model_dump())
-    return synthetic.generate(cfg)
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
