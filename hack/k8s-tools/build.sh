@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes binaries the k8s test tier runs (kube-apiserver, etcd, helm) and fetches
-# the KServe CRDs, all into <repo>/.tools/ (git-ignored). Versions are pinned in versions.env.
+# Builds the real Kubernetes binaries the k8s test tier runs (kube-apiserver, kubectl, etcd, helm)
+# and fetches the KServe CRDs, all into <repo>/.tools/ (git-ignored). Versions: versions.env.
 #
 #   make k8s-tools                         # build what is missing or out of date
 #   FORCE=1 bash hack/k8s-tools/build.sh   # rebuild everything
 #
-# Why a tools module per binary: `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` is refused
-# because k8s.io/kubernetes' go.mod replaces its k8s.io/* staging modules with local paths (etcd's
-# server module does the same for its siblings). Each tools module requires the upstream module and
-# turns every local-path replace into a replace by the matching published tag. That list is derived
-# from the upstream go.mod, never typed, and the generated go.mod/go.sum are committed so a build
-# verifies the exact same module graph.
+# Why a tools module per upstream module: `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` is
+# refused because k8s.io/kubernetes' go.mod replaces its k8s.io/* staging modules with local paths
+# (etcd's server module does the same for its siblings). Each tools module requires the upstream
+# module and turns every local-path replace of a module it requires into a replace by the matching
+# published tag. That list is derived from the upstream go.mod, never typed, and the generated
+# go.mod/go.sum are committed so every build verifies the exact same module graph.
 #
 # Each tool has a stamp in .tools/stamps/ holding its version and a hash of everything that shapes
 # the binary (this script, its tools go.mod/go.sum, the Go version), so a rerun is instant. Modules
 # and compiled packages live in the default Go caches (~/go/pkg/mod, ~/.cache/go-build), so a fresh
-# clone on the same machine rebuilds quickly.
+# clone on the same machine rebuilds in about a minute.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,14 +46,14 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 go_version="$("$GO" env GOVERSION)"
 mkdir -p "$bin" "$stamps"
 
-# stamp NAME VERSION -> "VERSION HASH" for what currently shapes the tool NAME.
+# stamp NAME VERSION [MODULE_DIR] -> "VERSION HASH" for what currently shapes the tool NAME.
 stamp() {
-  local name=$1 version=$2
+  local name=$1 version=$2 moddir=${3:-}
   local hash
   hash="$({
     echo "$name $version $go_version"
     cat "$here/build.sh"
-    if [[ -d $here/$name ]]; then cat "$here/$name/go.mod" "$here/$name/go.sum"; fi
+    if [[ -n $moddir ]]; then cat "$here/$moddir/go.mod" "$here/$moddir/go.sum"; fi
   } | sha256sum | cut -d' ' -f1)"
   echo "$version $hash"
 }
@@ -67,10 +67,11 @@ fresh() {
   for out in "$@"; do [[ -e $out ]] || return 1; done
 }
 
-# gen_module NAME MODULE VERSION REPLACE_VERSION TOOL_PACKAGE
-# Writes hack/k8s-tools/NAME/go.mod (and go.sum via `go mod tidy`) unless it already pins MODULE@VERSION.
+# gen_module DIR MODULE VERSION REPLACE_VERSION TOOL_PACKAGE...
+# Writes hack/k8s-tools/DIR/go.mod (and go.sum via `go mod tidy`) unless it already pins MODULE@VERSION.
 gen_module() {
-  local name=$1 module=$2 version=$3 replace_version=$4 pkg=$5
+  local name=$1 module=$2 version=$3 replace_version=$4
+  shift 4
   local dir="$here/$name"
   if [[ -f $dir/go.mod ]] && grep -qE "^[[:space:]]*(require[[:space:]]+)?$module $version( //.*)?\$" "$dir/go.mod"; then
     return
@@ -85,7 +86,7 @@ gen_module() {
   mkdir -p "$dir"
   "$GO" mod edit -json "$upstream" | "$PYTHON" -c '
 import json, sys
-module, version, replace_version, pkg, name = sys.argv[1:]
+module, version, replace_version, name, *tools = sys.argv[1:]
 m = json.load(sys.stdin)
 required = {r["Path"] for r in m.get("Require") or []}
 replaced = sorted(
@@ -102,24 +103,24 @@ lines = [
     "go " + m["Go"],
 ]
 lines += ["godebug " + d["Key"] + "=" + d["Value"] for d in m.get("GoDebug") or []]
-lines += ["", f"tool {pkg}", "", f"require {module} {version}"]
+lines += [""] + [f"tool {pkg}" for pkg in tools] + ["", f"require {module} {version}"]
 if replaced:
     lines += ["", "replace ("]
     lines += [f"\t{path} => {path} {replace_version}" for path in replaced]
     lines += [")"]
 print("\n".join(lines))
 print(f"[k8s-tools] {len(replaced)} local-path replace(s) pinned to {replace_version}", file=sys.stderr)
-' "$module" "$version" "$replace_version" "$pkg" "$name" >"$dir/go.mod"
+' "$module" "$version" "$replace_version" "$name" "$@" >"$dir/go.mod"
   (cd "$dir" && "$GO" mod tidy) ||
     die "could not resolve the module graph of $module@$version (see above); is every module served by GOPROXY?"
   log "wrote ${dir#"$root"/}/go.mod and go.sum: commit them"
 }
 
-# build NAME PACKAGE OUTPUT LDFLAGS
+# build MODULE_DIR PACKAGE OUTPUT LDFLAGS
 build() {
-  local name=$1 pkg=$2 out=$3 ldflags=$4
+  local moddir=$1 pkg=$2 out=$3 ldflags=$4
   local started=$SECONDS
-  (cd "$here/$name" && "$GO" build -trimpath -ldflags "-s -w $ldflags" -o "$out.partial" "$pkg") ||
+  (cd "$here/$moddir" && "$GO" build -trimpath -ldflags "-s -w $ldflags" -o "$out.partial" "$pkg") ||
     die "building $pkg failed (see above)"
   mv -f "$out.partial" "$out"
   log "built $out in $((SECONDS - started))s"
@@ -131,34 +132,48 @@ k8s_minor_of() { # v1.35.4 -> 35
   echo "${v%%.*}"
 }
 
-# --- kube-apiserver -------------------------------------------------------------------------------
-build_kube_apiserver() {
-  local v=$KUBERNETES_VERSION
-  gen_module kube-apiserver k8s.io/kubernetes "$v" "v0.${v#v1.}" k8s.io/kubernetes/cmd/kube-apiserver
-  local want
-  want="$(stamp kube-apiserver "$v")"
-  if fresh kube-apiserver "$want" "$bin/kube-apiserver"; then
-    log "kube-apiserver $v is up to date"
-    return
-  fi
-  log "building kube-apiserver $v (cold: ~15-25 min on 2 cores; cached: ~1 min)"
-  # The same -X flags as kubernetes' hack/lib/version.sh, so /version reports the real release.
-  # The module has no commit metadata, so buildDate is the tag's time and gitCommit stays empty.
-  local date minor flags="" key val pkgs=(k8s.io/client-go/pkg/version k8s.io/component-base/version)
+# --- kube-apiserver and kubectl -------------------------------------------------------------------
+# The same -X flags as kubernetes' hack/lib/version.sh, so /version reports the real release. The
+# module carries no commit metadata: buildDate is the tag's time and gitCommit is left empty.
+kube_version_ldflags() {
+  local v=$1 date minor flags="" key val p
   date="$("$GO" list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "k8s.io/kubernetes@$v")"
   minor="$(k8s_minor_of "$v")"
-  for key in gitVersion gitMajor gitMinor gitTreeState buildDate; do
+  for key in gitVersion gitMajor gitMinor gitCommit gitTreeState buildDate; do
     case $key in
       gitVersion) val=$v ;;
       gitMajor) val=1 ;;
       gitMinor) val=$minor ;;
+      gitCommit) val= ;;
       gitTreeState) val=clean ;;
       buildDate) val=$date ;;
     esac
-    for p in "${pkgs[@]}"; do flags+=" -X $p.$key=$val"; done
+    for p in k8s.io/client-go/pkg/version k8s.io/component-base/version; do flags+=" -X $p.$key=$val"; done
   done
-  build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$bin/kube-apiserver" "$flags"
-  echo "$want" >"$stamps/kube-apiserver"
+  echo "$flags"
+}
+
+build_kubernetes() {
+  local v=$KUBERNETES_VERSION
+  # kubectl comes from the same module so its version matches the apiserver's (no skew warnings,
+  # same server-side apply and kustomize behaviour as a real 1.x cluster's tooling).
+  gen_module kubernetes k8s.io/kubernetes "$v" "v0.${v#v1.}" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+  local tool want flags=""
+  for tool in kube-apiserver kubectl; do
+    want="$(stamp "$tool" "$v" kubernetes)"
+    if fresh "$tool" "$want" "$bin/$tool"; then
+      log "$tool $v is up to date"
+      continue
+    fi
+    case $tool in
+      kube-apiserver) log "building kube-apiserver $v (cold: ~4 min on 2 cores; from the Go build cache: ~10 s)" ;;
+      kubectl) log "building kubectl $v (cold: ~1 min after kube-apiserver)" ;;
+    esac
+    [[ -n $flags ]] || flags="$(kube_version_ldflags "$v")"
+    build kubernetes "k8s.io/kubernetes/cmd/$tool" "$bin/$tool" "$flags"
+    echo "$want" >"$stamps/$tool"
+  done
 }
 
 # --- etcd ------------------------------------------------------------------------------------------
@@ -167,12 +182,12 @@ build_etcd() {
   # The server module's main package is etcd itself; its siblings share its version tag.
   gen_module etcd go.etcd.io/etcd/server/v3 "$v" "$v" go.etcd.io/etcd/server/v3
   local want
-  want="$(stamp etcd "$v")"
+  want="$(stamp etcd "$v" etcd)"
   if fresh etcd "$want" "$bin/etcd"; then
     log "etcd $v is up to date"
     return
   fi
-  log "building etcd $v (cold: ~3 min)"
+  log "building etcd $v (cold: ~40 s)"
   build etcd go.etcd.io/etcd/server/v3 "$bin/etcd" ""
   echo "$want" >"$stamps/etcd"
 }
@@ -182,12 +197,12 @@ build_helm() {
   local v=$HELM_VERSION
   gen_module helm helm.sh/helm/v3 "$v" "$v" helm.sh/helm/v3/cmd/helm
   local want
-  want="$(stamp helm "$v")"
+  want="$(stamp helm "$v" helm)"
   if fresh helm "$want" "$bin/helm"; then
     log "helm $v is up to date"
     return
   fi
-  log "building helm $v (cold: ~3 min)"
+  log "building helm $v (cold: ~75 s)"
   # As helm's Makefile does: the version, and the Kubernetes version of its client-go for
   # .Capabilities.KubeVersion in `helm template`/lint.
   local client_go major minor
@@ -233,7 +248,7 @@ fetch_kserve_crds() {
 }
 
 log "Go: $go_version ($GO), GOPROXY=$("$GO" env GOPROXY)"
-build_kube_apiserver
+build_kubernetes
 build_etcd
 build_helm
 fetch_kserve_crds

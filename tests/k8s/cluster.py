@@ -44,6 +44,7 @@ BIN_DIR = TOOLS_DIR / "bin"
 STAMP_DIR = TOOLS_DIR / "stamps"
 KSERVE_CRD_DIR = TOOLS_DIR / "crds" / "kserve"
 HELM = BIN_DIR / "helm"
+KUBECTL = BIN_DIR / "kubectl"
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 FIELD_MANAGER = "shipyard-test-harness"
@@ -56,8 +57,8 @@ class ClusterStartError(RuntimeError):
     """The apiserver or etcd did not come up; the message carries their log tails."""
 
 
-class HelmError(RuntimeError):
-    """A helm command failed; the message carries its stderr."""
+class ToolError(RuntimeError):
+    """A kubectl or helm command failed; the message carries its stderr."""
 
 
 def pinned_versions() -> dict[str, str]:
@@ -76,6 +77,7 @@ def missing_tools() -> list[str]:
     versions = pinned_versions()
     wanted = {
         "kube-apiserver": (BIN_DIR / "kube-apiserver", versions["KUBERNETES_VERSION"]),
+        "kubectl": (KUBECTL, versions["KUBERNETES_VERSION"]),
         "etcd": (BIN_DIR / "etcd", versions["ETCD_VERSION"]),
         "helm": (HELM, versions["HELM_VERSION"]),
         "kserve-crds": (KSERVE_CRD_DIR, versions["KSERVE_VERSION"]),
@@ -110,25 +112,31 @@ class Cluster:
         config.api_key_prefix = {"authorization": "Bearer"}
         return client.ApiClient(config)
 
-    def helm(self, *args: str, timeout_s: float = 120) -> str:
-        """Run the pinned helm against this cluster and return its stdout.
+    def kubectl(self, *args: str, timeout_s: float = 120) -> str:
+        """Run the kubectl built with the apiserver (same release, so no version skew) on this cluster."""
+        return self._run(KUBECTL, args, timeout_s)
 
-        Helm's cache/config/data homes live in the cluster's temp dir, so tests never read or
-        write the developer's ~/.config/helm repositories and plugins.
-        """
-        home = self.workdir / "helm"
+    def helm(self, *args: str, timeout_s: float = 120) -> str:
+        """Run the pinned helm against this cluster and return its stdout."""
+        return self._run(HELM, args, timeout_s)
+
+    def _run(self, tool: Path, args: tuple[str, ...], timeout_s: float) -> str:
+        # The tools' homes live in the cluster's temp dir, so tests never read or write the
+        # developer's ~/.kube cache or ~/.config/helm repositories and plugins.
+        home = self.workdir / "home"
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
+            "KUBECACHEDIR": str(home / "kube-cache"),
+            "HELM_CACHE_HOME": str(home / "helm-cache"),
+            "HELM_CONFIG_HOME": str(home / "helm-config"),
+            "HELM_DATA_HOME": str(home / "helm-data"),
         }
         result = subprocess.run(
-            [str(HELM), *args], env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+            [str(tool), *args], env=env, capture_output=True, text=True, timeout=timeout_s, check=False
         )
         if result.returncode != 0:
-            raise HelmError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+            raise ToolError(f"{tool.name} {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
         return result.stdout
 
     def log_tail(self, lines: int = 40) -> str:

@@ -44,6 +44,9 @@ def test_apiserver_reports_the_pinned_release(k8s: Cluster) -> None:
     pinned = pinned_versions()["KUBERNETES_VERSION"]
     assert version.git_version == pinned
     assert (version.major, version.minor) == ("1", pinned.split(".")[1])
+    # kubectl is built from the same release, so client and server agree.
+    versions = json.loads(k8s.kubectl("version", "--output", "json"))
+    assert versions["clientVersion"]["gitVersion"] == versions["serverVersion"]["gitVersion"] == pinned
 
 
 def test_namespace_lifecycle(k8s: Cluster) -> None:
