@@ -66,6 +66,6 @@ bench-tools: ## Install wrk and redis-server from Debian when missing (the bench
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk redis-server >/dev/null; }
 
 bench: $(STAMP) bench-tools ## Latency/throughput: in-process predict vs the server without/with Feast (SQLite, Redis)
-	$(BIN)/python -m benchmarks.serving --seconds $(BENCH_SECONDS)
+	$(BIN)/python -m benchmarks.serving_latency --seconds $(BENCH_SECONDS)
 
 .PHONY: serve bench bench-tools

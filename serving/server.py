@@ -41,7 +41,8 @@ class ServeConfig:
     version: str | None = None  # None: the registry's champion
     model_name: str = DEFAULT_MODEL_NAME
     port: int = DEFAULT_PORT
-    threads: int = 4
+    threads: int = 1
+    switch_interval_ms: float = 1.0
     feature_lookup: bool = True
     request_log_dir: Path | None = Path(".shipyard/request_log")
     request_log_batch: int = 256
@@ -148,6 +149,9 @@ def _note_error(body: dict[str, Any]) -> str | None:
 
 def run(config: ServeConfig) -> None:
     """Serve until SIGTERM/SIGINT; the request log is flushed before this returns."""
+    # The predict threads hold the GIL for most of a scikit-learn call; a shorter switch interval
+    # lets the event loop (probes, parsing) take it back sooner. Measured in benchmarks/serving.py.
+    sys.setswitchinterval(config.switch_interval_ms / 1000)
     server, model = build(config)
     if not config.access_log:
         # One line per request from uvicorn and from KServe's timing middleware: the request log
@@ -170,7 +174,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
     p.add_argument("--model-version", dest="version", default=None, help="Default: the champion.")
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1, help="Predict threads (see docs/serving.md).")
+    p.add_argument("--switch-interval-ms", type=float, default=1.0, help="Python's GIL switch interval.")
     p.add_argument("--no-feature-lookup", dest="feature_lookup", action="store_false")
     p.add_argument("--request-log-dir", type=Path, default=Path(".shipyard/request_log"))
     p.add_argument("--no-request-log", action="store_true")
@@ -187,6 +192,7 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         model_name=a.model_name,
         port=a.port,
         threads=a.threads,
+        switch_interval_ms=a.switch_interval_ms,
         feature_lookup=a.feature_lookup,
         request_log_dir=None if a.no_request_log else a.request_log_dir,
         request_log_batch=a.request_log_batch,

@@ -198,7 +198,7 @@ def show_model(ctx: click.Context, version: str) -> None:
 @click.option(
     "--model-version", "version", default=None, help="A registered version (default: the champion)."
 )
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Predict threads (default 4).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Predict threads (default 1).")
 @click.option("--no-feature-lookup", is_flag=True, help="Serve without the online store (customers unknown).")
 @click.option("--access-log", is_flag=True, help="Log one line per HTTP request.")
 @click.pass_context
