@@ -13,6 +13,7 @@ offline vector is tested (tests/integration/test_serving_consistency.py), not as
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,8 +122,6 @@ class FeastOnlineFeatures:
         return result
 
     def assemble(self, tickets: Sequence[Ticket]) -> FeatureBatch:
-        import time
-
         started = time.perf_counter()
         columns = self.online(tickets)
         lookup = time.perf_counter() - started

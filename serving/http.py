@@ -34,6 +34,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PREDICT = re.compile(r"^/v1/models/[^/]+:predict$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+PREDICT_ROUTES = {"v1": "/v1/models/{model_name}:predict", "v2": "/v2/models/{model_name}/infer"}
 JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
 V2_BINARY = "application/octet-stream"  # the Open Inference Protocol's binary tensor extension
 
@@ -136,13 +137,14 @@ class ServingMiddleware:
             if response_started:  # nothing sensible can be sent any more; the client sees a cut stream
                 raise
             code, body = render(exc, request_id)
-            if isinstance(exc, ServingError) or code >= 500:
-                ctx.error = {k: v for k, v in body.items() if k != "request_id"}
+            ctx.error = {k: v for k, v in body.items() if k != "request_id"}
             await self._send_json(send_wrapper, code, body)
         finally:
             CURRENT.reset(token)
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            endpoint = getattr(route, "path", None) or (
+                PREDICT_ROUTES[protocol] if is_predict else "unmatched"  # rejected before routing
+            )
             elapsed = time.perf_counter() - started
             REQUEST_SECONDS.labels(protocol, endpoint, scope.get("method", "")).observe(elapsed)
             REQUESTS.labels(protocol, endpoint, str(status)).inc()
