@@ -72,8 +72,18 @@ def wait_ready(client: httpx.Client, process: subprocess.Popen[bytes], seconds: 
     raise DemoError(f"the model server was not ready within {seconds:.0f}s")
 
 
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _short(body: Any) -> str:
-    text = json.dumps(body, separators=(",", ":"))
+    text = json.dumps(_rounded(body), separators=(",", ":"))
     return text if len(text) <= 300 else text[:297] + "..."
 
 
@@ -170,5 +180,6 @@ def run_demo(settings: Settings, say: TextIO = sys.stdout) -> None:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     process.kill()
-        records = sum(len(p.read_text().splitlines()) for p in request_log.glob("*.jsonl"))
-        say.write(f"serve: stopped; request log {request_log} holds {records} records\n")
+        mine = sorted(request_log.glob(f"requests-*-{process.pid}.jsonl"))
+        records = sum(len(p.read_text().splitlines()) for p in mine)
+        say.write(f"serve: stopped; {records} requests logged to {', '.join(str(p) for p in mine)}\n")

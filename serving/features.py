@@ -12,6 +12,7 @@ offline vector is tested (tests/integration/test_serving_consistency.py), not as
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +28,7 @@ from shipyard.features import TEXT_FEATURES, text_features
 from shipyard.schema import CATEGORICAL_FEATURES, ENTITY_KEY, NUMERIC_BATCH_FEATURES, TEXT
 from shipyard.training import model_inputs
 
+log = logging.getLogger("shipyard.serving")
 CUSTOMER_FEATURES = (*CATEGORICAL_FEATURES, *NUMERIC_BATCH_FEATURES)
 
 # On-demand views with an in-process twin: view name -> (function over texts, its output columns).
@@ -48,6 +50,26 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
 
 
 UNAVAILABLE = _unavailable_errors()
+COOLDOWN_SECONDS = 1.0  # after a failed lookup, answer 503 at once for this long, then try again
+
+
+def bound_redis_retries(store: Any) -> None:
+    """Replace redis-py's default retry policy on Feast's Redis client with one quick retry.
+
+    The default (3 retries, exponential backoff from 1 s) holds each request for 3-6 s while Redis
+    is down, and with it the predict thread; a blip is covered by one retry, an outage by the
+    cooldown in `FeastOnlineFeatures`. Feast has no setting for this, so it reaches into the
+    provider; if Feast's internals move, the server keeps the default and says so.
+    """
+    try:
+        from redis.backoff import ConstantBackoff
+        from redis.retry import Retry
+
+        online_store = store._get_provider().online_store
+        client = online_store._get_client(store.config.online_store)
+        client.set_retry(Retry(ConstantBackoff(0.05), 1))
+    except (AttributeError, ImportError, TypeError) as exc:
+        log.warning("could not bound Feast's Redis retries (%s); an outage will answer slowly", exc)
 
 
 @dataclass
@@ -90,6 +112,9 @@ class FeastOnlineFeatures:
         self.service = self.store.get_feature_service(feature_service)
         on_demand = {v.name for v in self.store.list_on_demand_feature_views()}
         self.store_kind = str(self.store.config.online_store.type)
+        if self.store_kind == "redis":
+            bound_redis_retries(self.store)
+        self._closed_until = 0.0  # monotonic time before which lookups fail fast
         self.refs: list[str] = []
         self.local: list[str] = []
         self.feast_on_demand = False
@@ -106,6 +131,8 @@ class FeastOnlineFeatures:
 
     def online(self, tickets: Sequence[Ticket]) -> dict[str, list[Any]]:
         """The raw online response (batch features, and on-demand ones Feast computes itself)."""
+        if time.monotonic() < self._closed_until:
+            raise self._unavailable()
         rows: list[dict[str, Any]] = [{ENTITY_KEY: t.customer_id} for t in tickets]
         if self.feast_on_demand:
             rows = [{**r, TEXT: t.ticket_text} for r, t in zip(rows, tickets, strict=True)]
@@ -114,12 +141,17 @@ class FeastOnlineFeatures:
                 features=self.refs, entity_rows=rows
             ).to_dict()
         except UNAVAILABLE as exc:
-            raise FeatureStoreUnavailable(
-                f"the online feature store ({self.store_kind}) is unavailable; retry later",
-                "feature_store",
-                "available",
-            ) from exc
+            log.warning("online feature store (%s) lookup failed: %s", self.store_kind, exc)
+            self._closed_until = time.monotonic() + COOLDOWN_SECONDS
+            raise self._unavailable() from exc
         return result
+
+    def _unavailable(self) -> FeatureStoreUnavailable:
+        return FeatureStoreUnavailable(
+            f"the online feature store ({self.store_kind}) is unavailable; retry later",
+            "feature_store",
+            "available",
+        )
 
     def assemble(self, tickets: Sequence[Ticket]) -> FeatureBatch:
         started = time.perf_counter()

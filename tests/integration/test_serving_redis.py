@@ -146,6 +146,8 @@ def test_redis_down_is_503_and_the_server_recovers_by_itself(stack: Stack, tmp_p
         assert "redis" in error["error"] and "Traceback" not in down.text and "127.0.0.1" not in down.text
         with server.client() as c:
             assert c.get("/v2/health/live").status_code == 200
+        # Still down: every request keeps getting the same clear 503, never a 500 or a hang.
+        assert [server.v1(row).json()["code"] for _ in range(3)] == ["feature_store_unavailable"] * 3
 
         redis.start()  # same port; the dataset was saved on shutdown and is loaded again
         deadline = time.monotonic() + 60
