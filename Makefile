@@ -39,7 +39,7 @@ format: $(STAMP) ## Apply ruff formatting and safe fixes
 compile: $(STAMP) ## Compile pipelines to their committed YAML
 	$(BIN)/shipyard compile
 
-k8s-tools: ## Build kube-apiserver, etcd, helm and fetch CRDs into .tools/ (cached by version)
+k8s-tools: ## Build kube-apiserver, kubectl, etcd, helm and fetch the KServe CRDs into .tools/ (cached by version)
 	bash hack/k8s-tools/build.sh
 
 lock: ## Regenerate requirements.lock from a fresh resolve of pyproject.toml
