@@ -355,3 +355,36 @@ def test_hostile_payload_is_a_4xx_naming_the_field(
 def test_server_survives_the_hostile_payloads(server: Server, stack: Stack) -> None:
     r = server.v1([{"customer_id": known_customers(stack, 1)[0], "ticket_text": "still alive?"}])
     assert r.status_code == 200
+
+
+def test_v2_binary_tensor_extension_gives_the_same_answers_as_json(server: Server, stack: Stack) -> None:
+    import numpy as np
+
+    known = known_customers(stack, 2)
+    texts = ["my order is late", "login broken"]
+
+    async def call() -> Any:
+        client = InferenceRESTClient(RESTConfig(protocol="v2", retries=0, timeout=30))
+        ids = InferInput("customer_id", [2], "INT64")
+        ids.set_data_from_numpy(np.array(known, dtype=np.int64), binary_data=True)
+        text = InferInput("ticket_text", [2], "BYTES")
+        text.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_), binary_data=True)
+        try:
+            return await client.infer(
+                server.url,
+                InferRequest(model_name=server.model, infer_inputs=[ids, text], request_id="bin-1"),
+                model_name=server.model,
+            )
+        finally:
+            await client.close()
+
+    response = asyncio.run(call())
+    binary = {o.name: o.as_numpy().tolist() for o in response.outputs}
+    json_answer = server.v1([{"customer_id": c, "ticket_text": t} for c, t in zip(known, texts, strict=True)])
+    predictions = json_answer.json()["predictions"]
+    assert [d.decode() if isinstance(d, bytes) else d for d in binary["department"]] == [
+        p["department"] for p in predictions
+    ]
+    assert np.allclose(
+        binary["probabilities"], [[p["probabilities"][label] for label in LABELS] for p in predictions]
+    )
