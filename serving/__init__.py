@@ -6,4 +6,4 @@ Modules, one per noun: `errors` (failure modes -> HTTP status), `contract` (requ
 end of `make run`).
 """
 
-__all__ = ["contract", "errors", "features", "http", "metrics", "model", "requestlog", "server"]
+__all__ = ["contract", "demo", "errors", "features", "http", "metrics", "model", "requestlog", "server"]
