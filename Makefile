@@ -58,6 +58,8 @@ PORT ?= 8080
 BENCH_SECONDS ?= 10
 
 serve: $(STAMP) ## Serve the champion from `make run` on :8080 or PORT= (KServe V1 + V2 REST, /metrics)
+	@if $(BIN)/shipyard models list --json | grep -q '"champion": null'; then \
+	  echo "no champion model yet: running 'shipyard run' first"; $(BIN)/shipyard run; fi
 	$(BIN)/shipyard serve --port $(PORT)
 
 bench-tools: ## Install wrk and redis-server from Debian when missing (the benchmark's load generator and store)
