@@ -7,6 +7,7 @@ COPY pyproject.toml requirements.lock README.md ./
 COPY shipyard ./shipyard
 COPY components ./components
 COPY pipelines ./pipelines
+COPY serving ./serving
 RUN pip install --no-cache-dir -c requirements.lock . && useradd --uid 10001 --create-home shipyard
 COPY feature_repo ./feature_repo
 USER 10001

@@ -30,7 +30,7 @@ test: $(STAMP) ## Run unit, integration and k8s tests (k8s tests need `make k8s-
 lint: $(STAMP) ## ruff + mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shipyard components pipelines tests
+	$(BIN)/mypy shipyard components pipelines serving benchmarks tests
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
@@ -67,7 +67,8 @@ bench-tools: ## Install wrk and redis-server from Debian when missing (the bench
 	  [ "$$(id -u)" = 0 ] || { echo "error: bench needs wrk and redis-server: sudo apt-get install wrk redis-server"; exit 1; }; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk redis-server >/dev/null; }
 
-bench: $(STAMP) bench-tools ## Latency/throughput: in-process predict vs the server without/with Feast (SQLite, Redis)
+bench: $(STAMP) bench-tools ## Serving latency/throughput (in-process vs server without/with Feast) + training-pipeline overhead
 	$(BIN)/python -m benchmarks.serving_latency --seconds $(BENCH_SECONDS)
+	$(BIN)/python benchmarks/training_overhead.py
 
 .PHONY: serve bench bench-tools

@@ -15,13 +15,13 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-import pandas as pd
-
 from shipyard import featurestore, synthetic
 from shipyard.errors import ShipyardError
+from shipyard.schema import ACTIVITY_FILE, PROFILE_FILE, TIMESTAMP
 from shipyard.settings import Settings
 
 _ERROR_LINE = re.compile(r"shipyard\.errors\.(\w+): (.*)")
@@ -58,15 +58,22 @@ def ensure_data(settings: Settings, say: TextIO) -> bool:
 
 
 def prepare_features(settings: Settings, say: TextIO) -> None:
-    """feast apply + materialize the whole data range, so the online store matches the offline one."""
+    """feast apply + materialize the whole span of the snapshot tables, so the online store holds
+    each customer's latest snapshot whatever window the data was generated for."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     featurestore.apply(settings.feature_repo, settings.feature_store_yaml)
-    s = settings.synthetic
-    start = pd.Timestamp(s.start, tz="UTC") - pd.Timedelta(days=60)
-    end = pd.Timestamp(s.end, tz="UTC") + pd.Timedelta(days=1)
-    featurestore.materialize(
-        settings.feature_repo, start.to_pydatetime(), end.to_pydatetime(), settings.feature_store_yaml
+    stamps = [
+        pq.read_table(settings.data_dir / name, columns=[TIMESTAMP])[TIMESTAMP]
+        for name in (PROFILE_FILE, ACTIVITY_FILE)
+    ]
+    start = min(pc.min(col).as_py() for col in stamps)
+    end = max(pc.max(col).as_py() for col in stamps) + timedelta(seconds=1)
+    featurestore.materialize(settings.feature_repo, start, end, settings.feature_store_yaml)
+    say.write(
+        f"features: applied {settings.feature_repo} and materialized {start:%Y-%m-%d}..{end:%Y-%m-%d}\n"
     )
-    say.write(f"features: applied {settings.feature_repo} and materialized {start.date()}..{end.date()}\n")
 
 
 class _Tee(io.TextIOBase):
