@@ -20,8 +20,8 @@ from components.split.component import split
 from components.train.component import train
 from components.training_set.component import training_set
 from components.validate.component import validate
+from shipyard.params import TrainParams
 from shipyard.thresholds import Thresholds
-from shipyard.training import TrainParams
 
 __all__ = ["COMPILED", "compile_pipeline", "training_pipeline"]
 

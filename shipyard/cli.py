@@ -50,8 +50,14 @@ def main(ctx: click.Context, env: str | None, settings_path: str | None) -> None
 
 @main.command()
 @click.option("--verbose", is_flag=True, help="Show KFP's full task output, not just progress lines.")
+@click.option(
+    "--serve-demo/--no-serve-demo",
+    default=True,
+    show_default=True,
+    help="End by serving the champion briefly and sending it a few requests.",
+)
 @click.pass_context
-def run(ctx: click.Context, verbose: bool) -> None:
+def run(ctx: click.Context, verbose: bool, serve_demo: bool) -> None:
     """Data -> Feast -> training pipeline (kfp.local) -> registry, then print a summary."""
     from shipyard import local_run
 
@@ -69,9 +75,10 @@ def run(ctx: click.Context, verbose: bool) -> None:
         + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
         + f"; total {sum(result.seconds.values()):.1f}s"
     )
-    from serving.demo import run_demo
+    if serve_demo:
+        from serving.demo import run_demo
 
-    run_demo(settings)
+        run_demo(settings)
 
 
 @main.command()

@@ -29,8 +29,8 @@ from shipyard.report import evaluation_markdown
 from shipyard.schema import ACTIVITY_FILE, LABEL, PROFILE_FILE, TICKETS_FILE
 
 if TYPE_CHECKING:
+    from shipyard.params import TrainParams
     from shipyard.thresholds import Thresholds
-    from shipyard.training import TrainParams
 
 # Heavy libraries (pandas, pandera, scikit-learn, Feast) are imported inside the step that needs them:
 # each KFP component is a fresh process, and importing scikit-learn into a step that only copies

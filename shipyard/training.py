@@ -29,22 +29,23 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from shipyard.artifacts import MODEL_FILE, TRAINING_FILE, read_json
 from shipyard.features import TEXT_FEATURES
+from shipyard.params import TrainParams
 from shipyard.schema import CATEGORICAL_FEATURES, DEPARTMENTS, LABEL, NUMERIC_BATCH_FEATURES, TEXT
 
 NUMERIC_FEATURES = (*NUMERIC_BATCH_FEATURES, *TEXT_FEATURES)
 MODEL_INPUTS = (TEXT, *CATEGORICAL_FEATURES, *NUMERIC_FEATURES)
 TRACKED_LIBRARIES = ("scikit-learn", "numpy", "pandas", "feast", "kfp", "shipyard")
 
-
-@dataclass(frozen=True)
-class TrainParams:
-    alpha: float = 1e-4
-    max_epochs: int = 50
-    patience: int = 3
-    tol: float = 0.005  # relative improvement of validation loss that still counts
-    ngram_max: int = 2
-    min_df: int = 2
-    seed: int = 7
+__all__ = [
+    "MODEL_INPUTS",
+    "TrainParams",
+    "TrainingRecord",
+    "build_pipeline",
+    "load_model",
+    "model_inputs",
+    "save",
+    "train",
+]
 
 
 @dataclass

@@ -18,8 +18,8 @@ def train(
     metrics: Output[Metrics],
 ) -> None:
     """Fit the scikit-learn pipeline; record params, versions, timing and the loss curve."""
+    from shipyard.params import TrainParams
     from shipyard.steps import train_step
-    from shipyard.training import TrainParams
 
     record = train_step(
         train.path,
