@@ -20,10 +20,6 @@ class DataValidationError(ShipyardError):
     """Source data breaks quality rules beyond the allowed thresholds."""
 
 
-class GateFailedError(ShipyardError):
-    """A candidate model failed an evaluation gate (recorded as rejected, never champion)."""
-
-
 class RegistryError(ShipyardError):
     """The model registry is unreadable, or a write would break immutability or atomicity."""
 

@@ -27,7 +27,7 @@ from sklearn.metrics import log_loss
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from shipyard.artifacts import MODEL_FILE, TRAINING_FILE, read_json
+from shipyard.artifacts import MODEL_FILE, TRAINING_FILE
 from shipyard.features import TEXT_FEATURES
 from shipyard.params import TrainParams
 from shipyard.schema import CATEGORICAL_FEATURES, DEPARTMENTS, LABEL, NUMERIC_BATCH_FEATURES, TEXT
@@ -171,7 +171,3 @@ def save(pipeline: Pipeline, record: TrainingRecord, out_dir: Path) -> None:
 def load_model(model_dir: Path) -> Pipeline:
     model: Pipeline = joblib.load(model_dir / MODEL_FILE)
     return model
-
-
-def load_record(model_dir: Path) -> dict[str, Any]:
-    return read_json(model_dir, TRAINING_FILE)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shipyard import featurestore, synthetic
+from shipyard import featurestore
 from shipyard.settings import Settings, SyntheticSettings, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,8 +56,3 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 def training_frame(workspace: Workspace) -> pd.DataFrame:
     tickets = pd.read_parquet(workspace.settings.data_dir / "tickets.parquet")
     return featurestore.training_frame(tickets, workspace.repo, workspace.settings.feature_service)
-
-
-def fresh_data(ws: Workspace) -> synthetic.SyntheticData:
-    cfg = synthetic.SyntheticConfig(**ws.settings.synthetic.model_dump())
-    return synthetic.generate(cfg)
