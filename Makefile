@@ -27,10 +27,11 @@ run: $(STAMP) ## The main job: data -> Feast -> KFP training pipeline (kfp.local
 test: $(STAMP) ## Run unit, integration and k8s tests (k8s tests need `make k8s-tools`)
 	$(BIN)/pytest
 
-lint: $(STAMP) ## ruff + mypy
+lint: $(STAMP) ## ruff + mypy + import contracts (the platform never imports a project; the CLI composes)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shipyard components pipelines serving benchmarks tests
+	$(BIN)/mypy shipyard components pipelines serving ticket_routing benchmarks tests
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
@@ -38,6 +39,9 @@ format: $(STAMP) ## Apply ruff formatting and safe fixes
 
 compile: $(STAMP) ## Compile pipelines to their committed YAML
 	$(BIN)/shipyard compile
+
+schema: $(STAMP) ## Regenerate the settings JSON schema the package ships
+	$(BIN)/shipyard settings schema > shipyard/settings.schema.json
 
 k8s-tools: ## Build kube-apiserver, kubectl, etcd, helm and fetch the KServe CRDs into .tools/ (cached by version)
 	bash hack/k8s-tools/build.sh
@@ -51,7 +55,7 @@ lock: ## Regenerate requirements.lock from a fresh resolve of pyproject.toml
 clean: ## Remove generated data, local runs, registries and caches (keeps .venv and .tools)
 	rm -rf .shipyard local_outputs feature_repo/data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv run test lint format compile k8s-tools lock clean
+.PHONY: help venv run test lint format compile schema k8s-tools lock clean
 
 # -- serving ------------------------------------------------------------------------------------
 PORT ?= 8080

@@ -2,11 +2,13 @@
 
 Four arms, one run, same machine, on the champion and data from `make run`:
   (a) in-process single-row `predict_proba` of the trained pipeline: the physical limit;
-  (b) the model server without the Feast lookup (`--no-feature-lookup`): HTTP + validation + predict;
+  (b) the model server without the Feast lookup (`--no_feature_lookup`): HTTP + validation + predict;
   (c) the full path with the Feast SQLite online store (the local default);
   (d) the full path with Feast on a real redis-server (the deployed config, environments/dev.yaml).
 Load comes from `wrk` (a separate process, fixed connections = concurrency, fixed duration); each
-request is a single-row V1 prediction for one of 64 real customers. While (c) runs at the highest
+request is a single-row V1 prediction for one of 64 real entities (customers), with the project's
+example request fields. Each server is started by `serving.process.ServerProcess` on the champion's
+verified version directory, exactly as `shipyard serve` starts it. While (c) runs at the highest
 concurrency, a separate sampler measures the readiness probe.
 
 Goals (from the issue): (c), (d) p99 <= 2.0x (b) p99 and throughput >= 0.6x (b); (b) p50 <= 3x (a) p50;
@@ -19,10 +21,10 @@ Run with `make bench` or `.venv/bin/python -m benchmarks.serving_latency [--seco
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,16 +39,13 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from serving.process import ServerProcess, free_port
+from serving.server import ServeConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CONCURRENCY = (1, 8, 32)
 DEPLOYED_YAML = "environments/dev.yaml"
-TEXTS = (
-    "I cannot log in to online banking",
-    "invoice 4471 was charged twice",
-    "my order 88 has not arrived",
-    "question about my payslip for March",
-)
 
 WRK_SCRIPT = r"""
 local bodies = {}
@@ -70,33 +69,25 @@ end
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 # -- (a) in-process ----------------------------------------------------------------------------------
-def in_process(registry: str, repo: Path, customers: list[int], seconds: float) -> dict[str, Any]:
-    from serving.contract import Ticket
+def in_process(config: ServeConfig, rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    from serving.contract import RequestContract
     from serving.features import FeastOnlineFeatures
-    from shipyard.registry import ModelRegistry
+    from shipyard.registry import verify_version_dir
     from shipyard.training import load_model
 
-    reg = ModelRegistry(registry)
-    champion = reg.champion()
-    assert champion is not None
-    model = load_model(reg.verify(champion.version))
-    source = FeastOnlineFeatures(repo, "feature_store.yaml", champion.feature_service)
+    meta = verify_version_dir(config.model_dir, config.content_hash)
+    model = load_model(config.model_dir)
+    contract = RequestContract.load(config.model_dir)
+    source = FeastOnlineFeatures(
+        config.feature_repo, config.feature_store_yaml, str(meta["feature_service"]), contract
+    )
     # Model inputs for real rows, built once: this arm measures predict alone.
-    frames = [source.assemble([Ticket(c, TEXTS[i % len(TEXTS)])]).frame for i, c in enumerate(customers[:16])]
+    frames = [source.assemble(contract.v1({"instances": [row]})).frame for row in rows[:16]]
     for frame in frames[:4]:
         model.predict_proba(frame)
     samples: list[float] = []
@@ -122,37 +113,14 @@ def in_process(registry: str, repo: Path, customers: list[int], seconds: float) 
 
 # -- servers --------------------------------------------------------------------------------------
 @contextmanager
-def model_server(
-    registry: str, repo: Path, yaml_name: str, work: Path, *extra: str, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    port = free_port()
-    out = (work / f"server-{port}.log").open("wb")
-    cmd = [sys.executable, "-m", "serving", "--registry", registry, "--feature-repo", str(repo)]
-    cmd += ["--feature-store-yaml", yaml_name, "--port", str(port)]
-    cmd += ["--request-log-dir", str(work / f"log-{port}"), *extra]
-    process = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-    )
-    url = f"http://127.0.0.1:{port}"
+def model_server(config: ServeConfig, log_file: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The model server as its own process on a free port (`serving.process.ServerProcess`)."""
+    server = ServerProcess(dataclasses.replace(config, port=0), log_file, env=env)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"model server did not start; see {out.name}")
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        yield url
+        server.start()
+        yield server.url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        out.close()
+        server.stop()
 
 
 @contextmanager
@@ -161,11 +129,12 @@ def redis_store(repo: Path, work: Path) -> Iterator[dict[str, str]]:
     from shipyard import featurestore
 
     port = free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=(work / "redis.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    with (work / "redis.log").open("wb") as out:
+        process = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     env = {
         "FEAST_REDIS_CONNECTION": f"127.0.0.1:{port},socket_timeout=1,socket_connect_timeout=1",
         "FEAST_REGISTRY_URL": f"sqlite:///{work / 'feast-registry.db'}",
@@ -296,47 +265,54 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="Server predict threads (server default 1).")
     args = parser.parse_args(argv)
 
-    from shipyard.registry import ModelRegistry
+    from serving.server import config_from_settings
+    from shipyard.errors import ShipyardError
     from shipyard.settings import load_settings
 
     settings = load_settings("local").resolve(ROOT)
-    champion = ModelRegistry(settings.model_registry).champion()
-    if champion is None or not (settings.data_dir / "customer_profile.parquet").exists():
-        print("error: no champion or no data: run `make run` first", file=sys.stderr)
+    spec = settings.spec
+    table = next(iter(spec.feature_tables.values()))
+    try:
+        base = config_from_settings(settings, threads=args.threads)
+    except ShipyardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not (settings.data_dir / table.file).exists():
+        print("error: no data: run `make run` first", file=sys.stderr)
+        return 2
+    if not spec.examples:
+        print(f"error: project {spec.name} has no example requests to send", file=sys.stderr)
         return 2
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
             print(f"error: {tool} is not installed (make bench-tools)", file=sys.stderr)
             return 2
-    profile = pd.read_parquet(settings.data_dir / "customer_profile.parquet", columns=["customer_id"])
-    customers = [int(c) for c in profile["customer_id"].drop_duplicates().head(64)]
-    registry, repo, model = settings.model_registry, settings.feature_repo, "ticket-router"
+    key = spec.entity_key
+    keys = pd.read_parquet(settings.data_dir / table.file, columns=[key])[key]
+    entities = [int(c) for c in keys.drop_duplicates().head(64)]
+    rows = [{key: c, **spec.examples[i % len(spec.examples)]} for i, c in enumerate(entities)]
     arms: dict[str, list[dict[str, Any]]] = {}
-    server_args = ("--threads", str(args.threads))
 
     with tempfile.TemporaryDirectory(prefix="shipyard-bench-") as tmp:
         work = Path(tmp)
+        base = dataclasses.replace(base, request_log_dir=work / "request_log")
+        model = base.model_name
         bodies = work / "bodies.jsonl"
-        bodies.write_text(
-            "".join(
-                json.dumps({"instances": [{"customer_id": c, "ticket_text": TEXTS[i % len(TEXTS)]}]}) + "\n"
-                for i, c in enumerate(customers)
-            )
-        )
+        bodies.write_text("".join(json.dumps({"instances": [row]}) + "\n" for row in rows))
         script = work / "bench.lua"
         script.write_text(WRK_SCRIPT)
 
         print("(a) in-process predict ...", flush=True)
-        arms["(a) in-process predict"] = [in_process(registry, repo, customers, args.seconds)]
+        arms["(a) in-process predict"] = [in_process(base, rows, args.seconds)]
 
         def run_arm(name: str, url: str, probe_at: int | None = None) -> dict[str, Any] | None:
-            rows, probe = [], None
+            cells, probe = [], None
             for c in CONCURRENCY:
                 print(f"{name} at concurrency {c} ...", flush=True)
                 wrk(url, model, bodies, script, c, 2)  # warm-up
                 if c == probe_at:
                     with ProbeSampler(url) as sampler:
-                        rows.append(wrk(url, model, bodies, script, c, args.seconds))
+                        cells.append(wrk(url, model, bodies, script, c, args.seconds))
                     s = sampler.samples
                     probe = {
                         "concurrency": c,
@@ -347,20 +323,19 @@ def main(argv: list[str] | None = None) -> int:
                         "failures": sampler.failures,
                     }
                 else:
-                    rows.append(wrk(url, model, bodies, script, c, args.seconds))
-            arms[name] = rows
+                    cells.append(wrk(url, model, bodies, script, c, args.seconds))
+            arms[name] = cells
             return probe
 
-        with model_server(
-            registry, repo, settings.feature_store_yaml, work, "--no-feature-lookup", *server_args
-        ) as url:
+        with model_server(dataclasses.replace(base, feature_lookup=False), work / "server-b.log") as url:
             run_arm("(b) server, no Feast", url)
-        with model_server(registry, repo, settings.feature_store_yaml, work, *server_args) as url:
+        with model_server(base, work / "server-c.log") as url:
             probe = run_arm("(c) server + Feast SQLite", url, probe_at=max(CONCURRENCY))
         print("(d) loading the Redis online store ...", flush=True)
+        redis_config = dataclasses.replace(base, feature_store_yaml=DEPLOYED_YAML)
         with (
-            redis_store(repo, work) as env,
-            model_server(registry, repo, DEPLOYED_YAML, work, *server_args, env=env) as url,
+            redis_store(base.feature_repo, work) as env,
+            model_server(redis_config, work / "server-d.log", env=env) as url,
         ):
             run_arm("(d) server + Feast Redis", url)
 
@@ -369,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": args.seconds,
         "threads": args.threads,
         "cpus": os.cpu_count(),
-        "model_version": champion.version,
+        "model_version": base.version_label,
         "load_generator": "wrk",
         "arms": arms,
         "probe": probe,

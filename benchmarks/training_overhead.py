@@ -27,10 +27,9 @@ def plain_arm(settings_path: Path) -> None:
     """The steps of `shipyard run`, in-process, in order, with no orchestration at all."""
     import io
 
+    from pipelines.local_run import ensure_data, prepare_features
     from shipyard import steps
-    from shipyard.local_run import ensure_data, prepare_features
     from shipyard.settings import load_settings
-    from shipyard.training import TrainParams
 
     s = load_settings(path=settings_path).resolve(ROOT)
     sink = io.StringIO()
@@ -38,22 +37,24 @@ def plain_arm(settings_path: Path) -> None:
     prepare_features(s, sink)
     work = Path(s.pipeline_root)
     work.mkdir(parents=True, exist_ok=True)
-    p = {
-        n: str(work / n) for n in ("tickets", "profile", "activity", "report", "set", "train", "val", "test")
-    }
-    out = steps.ingest_step(str(s.data_dir), p["tickets"], p["profile"], p["activity"])
-    steps.validate_step(p["tickets"], p["profile"], p["activity"], p["report"], 0.001)
+    p = {n: str(work / n) for n in ("events", "features", "report", "set", "train", "val", "test")}
+    proj, model, ev = s.project, str(work / "model"), str(work / "ev")
+    out = steps.ingest_step(proj, str(s.data_dir), p["events"], p["features"])
+    steps.validate_step(proj, p["events"], p["features"], p["report"], s.gates)
     steps.training_set_step(
-        p["tickets"], str(s.feature_repo), s.feature_store_yaml, s.feature_service, p["set"]
+        proj,
+        p["events"],
+        p["features"],
+        str(s.feature_repo),
+        s.feature_store_yaml,
+        s.service,
+        p["set"],
+        s.gates,
     )
-    steps.split_step(p["set"], p["train"], p["val"], p["test"], 0.15, 0.15, s.seed)
-    steps.train_step(p["train"], p["val"], str(work / "model"), out["data_hash"], TrainParams(seed=s.seed))
-    steps.evaluate_step(
-        str(work / "model"), p["test"], p["train"], s.model_registry, s.thresholds, str(work / "ev")
-    )
-    steps.register_step(
-        str(work / "model"), str(work / "ev"), s.model_registry, s.feature_service, out["data_hash"], True
-    )
+    steps.split_step(proj, p["set"], p["train"], p["val"], p["test"], s.train)
+    steps.train_step(proj, p["train"], p["val"], model, out.data_hash, s.train)
+    steps.evaluate_step(proj, model, p["test"], p["train"], "", "", s.gates, ev)
+    steps.register_step(proj, model, ev, s.model_registry, s.service, out.data_hash, True, "")
 
 
 def _timed(cmd: list[str]) -> float:
@@ -81,7 +82,7 @@ def main() -> None:
             for arm in ("plain", "kfp_local"):
                 settings = work / f"{arm}.yaml"
                 settings.write_text(
-                    f"environment: local\nmodel_registry: {work / arm / 'models'}\n"
+                    f"environment: local\nproject: ticket_routing\nmodel_registry: {work / arm / 'models'}\n"
                     f"pipeline_root: {work / arm / 'root'}\n"
                 )
                 cmd = (

@@ -1,11 +1,13 @@
 """The one place that pins the component image.
 
-CI builds this image from the repository's Dockerfile and tags it with the release; the compiled
-pipeline YAML records it, so a pipeline version always names the exact code it runs.
+The tag is the package version, so the compiled pipeline YAML names the exact release it runs; CI
+builds this image from the repository's Dockerfile under that tag.
 """
 
+from importlib import metadata
 from typing import Final
 
-__all__ = ["COMPONENT_IMAGE"]
+__all__ = ["COMPONENT_IMAGE", "IMAGE_REPOSITORY"]
 
-COMPONENT_IMAGE: Final = "ghcr.io/shipyard-mlops/shipyard:0.1.0"
+IMAGE_REPOSITORY: Final = "ghcr.io/shipyard-mlops/shipyard"
+COMPONENT_IMAGE: Final = f"{IMAGE_REPOSITORY}:{metadata.version('shipyard')}"

@@ -10,7 +10,7 @@ import os
 from feast import Field, FileSource, RequestSource
 from feast.types import String
 
-from shipyard.schema import ACTIVITY_FILE, CREATED, PROFILE_FILE, TEXT, TIMESTAMP
+from ticket_routing.schema import ACTIVITY_FILE, CREATED, PROFILE_FILE, TEXT, TIMESTAMP
 
 DATA_ROOT = os.environ.get("SHIPYARD_FEATURE_DATA", "data")
 

@@ -6,7 +6,7 @@ because its text only exists at request time.
 
 from feast import Entity, ValueType
 
-from shipyard.schema import ENTITY_KEY
+from ticket_routing.schema import ENTITY_KEY
 
 customer = Entity(
     name="customer",

@@ -13,7 +13,7 @@ from feast import FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 
-from shipyard.features import TEXT_FEATURES
+from ticket_routing.features import TEXT_FEATURES
 
 # Who the customer is: region and segment shift routing (business customers order more hardware),
 # employees write to HR.
@@ -60,6 +60,6 @@ customer_activity = FeatureView(
     description="Length, digits and department keyword counts of the ticket text.",
 )
 def ticket_text(inputs: pd.DataFrame) -> pd.DataFrame:
-    from shipyard.features import text_features_frame
+    from ticket_routing.features import text_features_frame
 
     return text_features_frame(inputs)

@@ -1,9 +1,10 @@
 """The continuous-training pipeline: ingest -> validate -> training set -> split -> train ->
-evaluate -> register.
+evaluate -> register, for any installed project.
 
 Compiled to `training.yaml` (upload it in the Kubeflow UI) and run unchanged on one machine with
-`kfp.local` by `shipyard run`. Defaults are the paths inside the component image; the local runner
-and each environment's settings override them.
+`kfp.local` by `shipyard run`. The compiled defaults are the `dev` environment's settings (object
+storage, the image's paths), never a laptop's; `shipyard.settings.pipeline_arguments` is the one
+mapping from an environment's settings to these parameters, for local and cluster runs alike.
 """
 
 # No `from __future__ import annotations` here or in components: KFP reads the annotations at runtime.
@@ -20,94 +21,98 @@ from components.split.component import split
 from components.train.component import train
 from components.training_set.component import training_set
 from components.validate.component import validate
-from shipyard.params import TrainParams
-from shipyard.thresholds import Thresholds
+from shipyard.settings import load_settings, pipeline_arguments
 
-__all__ = ["COMPILED", "compile_pipeline", "training_pipeline"]
+__all__ = ["COMPILED", "compile_pipeline", "same_pipeline", "training_pipeline"]
 
 COMPILED = Path(__file__).with_name("training.yaml")
-_T = Thresholds()
-_P = TrainParams()
+_D = pipeline_arguments(load_settings(path=Path(__file__).resolve().parents[1] / "environments" / "dev.yaml"))
 
 
 @dsl.pipeline(
     name="shipyard-training",
-    description="Ticket routing: Feast point-in-time training set, scikit-learn model, gated registration.",
+    description="Feast point-in-time training set, scikit-learn model, gated registration; any project.",
 )
 def training_pipeline(
-    source_dir: str = "/opt/shipyard/feature_repo/data",
-    feature_repo: str = "/opt/shipyard/feature_repo",
-    feature_store_yaml: str = "feature_store.yaml",
-    feature_service: str = "ticket_routing_v1",
-    model_registry: str = "/mnt/models",
+    project: str = _D["project"],
+    source_dir: str = _D["source_dir"],
+    feature_repo: str = _D["feature_repo"],
+    feature_store_yaml: str = _D["feature_store_yaml"],
+    feature_service: str = _D["feature_service"],
+    model_registry: str = _D["model_registry"],
     start: str = "",
     end: str = "",
     labels_as_of: str = "",
-    max_violation_rate: float = 0.001,
-    val_fraction: float = 0.15,
-    test_fraction: float = 0.15,
-    seed: int = _P.seed,
-    alpha: float = _P.alpha,
-    max_epochs: int = _P.max_epochs,
-    min_accuracy: float = _T.min_accuracy,
-    min_macro_f1: float = _T.min_macro_f1,
-    min_baseline_lift: float = _T.min_baseline_lift,
-    max_champion_regression: float = _T.max_champion_regression,
-    max_final_loss_change: float = _T.max_final_loss_change,
-    promote: bool = True,
+    champion_uri: str = "",
+    champion_version: str = "",
+    train_params: dict = _D["train_params"],
+    gates: dict = _D["gates"],
+    promote: bool = _D["promote"],
 ) -> Artifact:
-    ingested = ingest(source_dir=source_dir, start=start, end=end, labels_as_of=labels_as_of)
+    ingested = ingest(project=project, source_dir=source_dir, start=start, end=end, labels_as_of=labels_as_of)
     # Source tables change under the same parameters: never serve ingest from the cache.
     ingested.set_caching_options(False)
     ingested.set_display_name("ingest")
-    tables = {
-        "tickets": ingested.outputs["tickets"],
-        "customer_profile": ingested.outputs["customer_profile"],
-        "customer_activity": ingested.outputs["customer_activity"],
-    }
-    checked = validate(**tables, max_violation_rate=max_violation_rate)
-    features = training_set(
-        tickets=ingested.outputs["tickets"],
+    events, features = ingested.outputs["events"], ingested.outputs["features"]
+    checked = validate(project=project, events=events, features=features, gates=gates)
+    joined = training_set(
+        project=project,
+        events=events,
+        features=features,
         feature_repo=feature_repo,
         feature_store_yaml=feature_store_yaml,
         feature_service=feature_service,
+        gates=gates,
     ).after(checked)
-    parts = split(
-        dataset=features.outputs["dataset"], val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
-    )
+    parts = split(project=project, dataset=joined.outputs["dataset"], train_params=train_params)
     trained = train(
+        project=project,
         train=parts.outputs["train"],
         validation=parts.outputs["validation"],
         data_hash=ingested.outputs["data_hash"],
-        alpha=alpha,
-        max_epochs=max_epochs,
-        seed=seed,
+        train_params=train_params,
     )
+    # The champion is an input (its content-addressed URI), so evaluation is a pure, cacheable
+    # function of what it was given.
     evaluated = evaluate(
+        project=project,
         model=trained.outputs["model"],
         test=parts.outputs["test"],
         train=parts.outputs["train"],
-        model_registry=model_registry,
-        min_accuracy=min_accuracy,
-        min_macro_f1=min_macro_f1,
-        min_baseline_lift=min_baseline_lift,
-        max_champion_regression=max_champion_regression,
-        max_final_loss_change=max_final_loss_change,
+        champion_uri=champion_uri,
+        champion_version=champion_version,
+        gates=gates,
     )
-    # Evaluation reads the champion from the registry: its result is only valid for this moment.
-    evaluated.set_caching_options(False)
     registered = register(
+        project=project,
         model=trained.outputs["model"],
         evaluation=evaluated.outputs["evaluation"],
         model_registry=model_registry,
         feature_service=feature_service,
         data_hash=ingested.outputs["data_hash"],
         promote=promote,
+        champion_version=champion_version,
     )
     registered.set_caching_options(False)
     return registered.outputs["summary"]
 
 
+def same_pipeline(a: str, b: str) -> bool:
+    """Compiled YAML equal as data: KFP emits dict parameters (protobuf Structs) in no fixed order."""
+    import yaml
+
+    return bool(yaml.safe_load(a) == yaml.safe_load(b))
+
+
 def compile_pipeline(path: Path = COMPILED) -> Path:
-    compiler.Compiler().compile(training_pipeline, str(path))
+    """Compile to `path`; an existing file that is the same pipeline is left byte for byte as it is,
+    so recompiling never produces a diff that changes nothing."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / path.name
+        compiler.Compiler().compile(training_pipeline, str(fresh))
+        text = fresh.read_text()
+    if not (path.exists() and same_pipeline(path.read_text(), text)):
+        path.write_text(text)
     return path

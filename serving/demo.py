@@ -8,10 +8,7 @@ one invalid request and its 400.
 from __future__ import annotations
 
 import json
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,57 +16,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-import pandas as pd
+import pyarrow.parquet as pq
 
-from serving.server import DEFAULT_MODEL_NAME
+from serving.process import ServerProcess, ServerStartError
+from serving.server import config_from_settings
 from shipyard.errors import ShipyardError
 from shipyard.registry import ModelRegistry
-from shipyard.schema import ENTITY_KEY, PROFILE_FILE
 from shipyard.settings import Settings
 
 
 class DemoError(ShipyardError):
     """The model server did not start or answer during the end-of-run demo."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def server_command(settings: Settings, port: int, request_log: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "serving",
-        "--registry",
-        settings.model_registry,
-        "--feature-repo",
-        str(settings.feature_repo),
-        "--feature-store-yaml",
-        settings.feature_store_yaml,
-        "--port",
-        str(port),
-        "--request-log-dir",
-        str(request_log),
-        *extra,
-    ]
-
-
-def wait_ready(client: httpx.Client, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise DemoError(f"the model server exited with code {process.returncode}")
-        try:
-            if client.get("/v2/health/ready").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise DemoError(f"the model server was not ready within {seconds:.0f}s")
 
 
 def _rounded(value: Any) -> Any:
@@ -87,73 +44,59 @@ def _short(body: Any) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _known_entities(settings: Settings, n: int) -> list[int]:
+    """A few entity keys that have features, read from the first feature table."""
+    spec = settings.spec
+    table = next(iter(spec.feature_tables.values()))
+    column = pq.read_table(settings.data_dir / table.file, columns=[spec.entity_key])[spec.entity_key]
+    seen: list[int] = []
+    for value in column.to_pylist():
+        if value not in seen:
+            seen.append(int(value))
+        if len(seen) == n:
+            break
+    return seen
+
+
 def run_demo(settings: Settings, say: TextIO = sys.stdout) -> None:
+    spec = settings.spec
     champion = ModelRegistry(settings.model_registry).champion()
     if champion is None:
         say.write("serve: no champion in the registry, so no server demo\n")
         return
-    customers = pd.read_parquet(settings.data_dir / PROFILE_FILE, columns=[ENTITY_KEY])[ENTITY_KEY]
-    known = [int(c) for c in customers.drop_duplicates().head(2)]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    name = DEFAULT_MODEL_NAME
+    if not spec.examples:
+        say.write(f"serve: project {spec.name} has no example requests, so no server demo\n")
+        return
+    key = spec.entity_key
+    known = _known_entities(settings, len(spec.examples))
+    rows = [{key: known[i % len(known)], **ex} for i, ex in enumerate(spec.examples)]
+    unknown = {**rows[-1], key: 999_999_999}
+    name = spec.name
+    request_log = settings.state_dir / "request_log" / "demo"
+    config = config_from_settings(settings, port=0, request_log_dir=request_log)
     with tempfile.TemporaryDirectory(prefix="shipyard-demo-") as tmp:
-        log_file = Path(tmp) / "server.log"
-        request_log = Path(settings.model_registry).parent / "request_log" / "demo"
-        say.write(f"\nserve: starting the model server on {url} (model {champion.version})\n")
-        with log_file.open("wb") as out:
-            process = subprocess.Popen(
-                server_command(settings, port, request_log), stdout=out, stderr=subprocess.STDOUT
-            )
+        server = ServerProcess(config, Path(tmp) / "server.log")
+        say.write(f"\nserve: starting the model server (model {champion.version})\n")
         try:
-            with httpx.Client(base_url=url, timeout=30) as client:
-                wait_ready(client, process)
-                calls: list[tuple[str, str, dict[str, Any]]] = [
-                    (
-                        "V1 single",
-                        f"/v1/models/{name}:predict",
-                        {
-                            "instances": [
-                                {"customer_id": known[0], "ticket_text": "I cannot log in to the app"}
-                            ]
-                        },
-                    ),
-                    (
-                        "V1 batch",
-                        f"/v1/models/{name}:predict",
-                        {
-                            "instances": [
-                                {"customer_id": known[1], "ticket_text": "invoice 4471 was charged twice"},
-                                {"customer_id": 999_999_999, "ticket_text": "where is my parcel?"},
-                            ]
-                        },
-                    ),
-                    (
-                        "V2 infer",
-                        f"/v2/models/{name}/infer",
-                        {
-                            "inputs": [
-                                {
-                                    "name": "customer_id",
-                                    "shape": [1],
-                                    "datatype": "INT64",
-                                    "data": [known[0]],
-                                },
-                                {
-                                    "name": "ticket_text",
-                                    "shape": [1],
-                                    "datatype": "BYTES",
-                                    "data": ["payslip"],
-                                },
-                            ]
-                        },
-                    ),
-                    (
-                        "invalid",
-                        f"/v1/models/{name}:predict",
-                        {"instances": [{"customer_id": "abc", "ticket_text": ""}]},
-                    ),
-                ]
+            server.start()
+            say.write(f"serve: {server.url} ready\n")
+            v2_inputs = [
+                {
+                    "name": f.name,
+                    "shape": [1],
+                    "datatype": "INT64" if f.type == "integer" else "FP64" if f.type == "number" else "BYTES",
+                    "data": [rows[0][f.name]],
+                }
+                for f in spec.request
+                if f.name in rows[0]
+            ]
+            calls: list[tuple[str, str, dict[str, Any]]] = [
+                ("V1 single", f"/v1/models/{name}:predict", {"instances": [rows[0]]}),
+                ("V1 batch", f"/v1/models/{name}:predict", {"instances": [*rows[1:], unknown]}),
+                ("V2 infer", f"/v2/models/{name}/infer", {"inputs": v2_inputs}),
+                ("invalid", f"/v1/models/{name}:predict", {"instances": [{key: "abc"}]}),
+            ]
+            with httpx.Client(base_url=server.url, timeout=30) as client:
                 for label, path, body in calls:
                     started = time.perf_counter()
                     r = client.post(path, json=body)
@@ -165,21 +108,15 @@ def run_demo(settings: Settings, say: TextIO = sys.stdout) -> None:
                     started = time.perf_counter()
                     client.post(calls[0][1], json=one).raise_for_status()
                     samples.append((time.perf_counter() - started) * 1000)
-                cuts = statistics.quantiles(samples, n=100)
-                say.write(
-                    f"  latency over 100 sequential single-row V1 requests: p50 {cuts[49]:.1f} ms, "
-                    f"p95 {cuts[94]:.1f} ms, max {max(samples):.1f} ms\n"
-                )
-        except (httpx.HTTPError, DemoError) as exc:
-            tail = log_file.read_text(errors="replace")[-2000:]
-            raise DemoError(f"server demo failed: {exc}\n--- server output ---\n{tail}") from exc
+            cuts = statistics.quantiles(samples, n=100)
+            say.write(
+                f"  latency over 100 sequential single-row V1 requests: p50 {cuts[49]:.1f} ms, "
+                f"p95 {cuts[94]:.1f} ms, max {max(samples):.1f} ms\n"
+            )
+        except (httpx.HTTPError, ServerStartError) as exc:
+            raise DemoError(f"server demo failed: {exc}\n--- server output ---\n{server.tail()}") from exc
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-        mine = sorted(request_log.glob(f"requests-*-{process.pid}.jsonl"))
+            server.stop()
+        mine = sorted(request_log.glob(f"requests-*-{server.pid}.jsonl"))
         records = sum(len(p.read_text().splitlines()) for p in mine)
         say.write(f"serve: stopped; {records} requests logged to {', '.join(str(p) for p in mine)}\n")

@@ -2,12 +2,13 @@
 
 The feature service a model version was trained on is resolved from the Feast registry at load
 time, so the server reads exactly the views that training read. Its batch views are fetched from
-the online store (SQLite locally, Redis when deployed: same code, the Feast config decides). Its
-on-demand view `ticket_text` is computed in-process by `shipyard.features.text_features`, the
-function that Feast's own on-demand view calls during training; running Feast's pandas wrapper
-per request would cost ~10 ms for the same numbers. An on-demand view without an in-process twin
-falls back to Feast's execution, so a new view is correct before it is fast. Sameness with the
-offline vector is tested (tests/integration/test_serving_consistency.py), not assumed.
+the online store (SQLite locally, Redis when deployed: same code, the Feast config decides). An
+on-demand view whose project names an in-process twin (`ProjectSpec.on_demand`, recorded in the
+version's contract) is computed by that function, the one Feast's own view calls during training;
+running Feast's pandas wrapper per request would cost ~10 ms for the same numbers. An on-demand view
+without a twin falls back to Feast's execution, so a new view is correct before it is fast. The
+model's columns and their order come from the contract, never from code. Sameness with the offline
+vector is tested (tests/integration/test_serving_consistency.py), not assumed.
 """
 
 from __future__ import annotations
@@ -15,26 +16,20 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
 
-from serving.contract import Ticket
+from serving.contract import RequestContract, Row
 from serving.errors import FeatureStoreUnavailable
-from shipyard.features import TEXT_FEATURES, text_features
-from shipyard.schema import CATEGORICAL_FEATURES, ENTITY_KEY, NUMERIC_BATCH_FEATURES, TEXT
-from shipyard.training import model_inputs
+from shipyard.project import import_callable
+from shipyard.training import prepare
 
 log = logging.getLogger("shipyard.serving")
-CUSTOMER_FEATURES = (*CATEGORICAL_FEATURES, *NUMERIC_BATCH_FEATURES)
-
-# On-demand views with an in-process twin: view name -> (function over texts, its output columns).
-LOCAL_ON_DEMAND: dict[str, tuple[Callable[[Iterable[object]], dict[str, list[int]]], tuple[str, ...]]] = {
-    "ticket_text": (text_features, TEXT_FEATURES),
-}
+OnDemandTwin = Callable[[Mapping[str, Sequence[Any]]], Mapping[str, Sequence[Any]]]
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
@@ -77,37 +72,41 @@ class FeatureBatch:
     """Model inputs for a batch, plus what monitoring needs to know about how they were found."""
 
     frame: pd.DataFrame  # exactly the columns and dtypes the trained pipeline reads
-    customer_found: list[bool]
+    entity_found: list[bool]
     lookup_seconds: float = 0.0
     raw: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class FeatureSource(Protocol):
-    """Turns validated tickets into the model's input frame."""
+    """Turns validated request rows into the model's input frame."""
 
     store_kind: str
 
-    def assemble(self, tickets: Sequence[Ticket]) -> FeatureBatch: ...
+    def assemble(self, rows: Sequence[Row]) -> FeatureBatch: ...
 
 
-def _frame(tickets: Sequence[Ticket], columns: dict[str, list[Any]]) -> pd.DataFrame:
-    data: dict[str, list[Any]] = {TEXT: [t.ticket_text for t in tickets]}
-    for name in (*CUSTOMER_FEATURES, *TEXT_FEATURES):
-        data[name] = columns.get(name, [None] * len(tickets))
-    return model_inputs(pd.DataFrame(data))
+def _request_columns(rows: Sequence[Row], contract: RequestContract) -> dict[str, list[Any]]:
+    return {name: [r.get(name) for r in rows] for name in contract.field_names}
 
 
-def _found(columns: dict[str, list[Any]], n: int) -> list[bool]:
-    present = [columns.get(name, [None] * n) for name in CUSTOMER_FEATURES]
-    return [any(col[i] is not None for col in present) for i in range(n)]
+def _frame(contract: RequestContract, columns: Mapping[str, list[Any]], n: int) -> pd.DataFrame:
+    data = {name: columns.get(name, [None] * n) for name in contract.inputs.columns}
+    return prepare(pd.DataFrame(data), contract.inputs)
+
+
+def _twins(contract: RequestContract) -> dict[str, OnDemandTwin]:
+    return {
+        view: import_callable(path, f"on-demand twin of {view}") for view, path in contract.on_demand.items()
+    }
 
 
 class FeastOnlineFeatures:
     """Feast online lookup for one feature service; thread-safe for concurrent lookups."""
 
-    def __init__(self, repo: Path, yaml_name: str, feature_service: str) -> None:
+    def __init__(self, repo: Path, yaml_name: str, feature_service: str, contract: RequestContract) -> None:
         from shipyard.featurestore import open_store
 
+        self.contract = contract
         self.store = open_store(repo, yaml_name)
         self.service = self.store.get_feature_service(feature_service)
         on_demand = {v.name for v in self.store.list_on_demand_feature_views()}
@@ -115,30 +114,38 @@ class FeastOnlineFeatures:
         if self.store_kind == "redis":
             bound_redis_retries(self.store)
         self._closed_until = 0.0  # monotonic time before which lookups fail fast
+        twins = _twins(contract)
         self.refs: list[str] = []
-        self.local: list[str] = []
+        self.batch_features: list[str] = []
+        self.local: list[OnDemandTwin] = []
         self.feast_on_demand = False
         for projection in self.service.feature_view_projections:
             names = [f.name for f in projection.features]
             view = projection.name_to_use()
             if projection.name in on_demand:
-                twin = LOCAL_ON_DEMAND.get(projection.name)
-                if twin is not None and set(names) <= set(twin[1]):
-                    self.local.append(projection.name)
+                twin = twins.get(projection.name)
+                if twin is not None:
+                    self.local.append(twin)
                     continue
                 self.feast_on_demand = True
+            else:
+                self.batch_features.extend(names)
             self.refs.extend(f"{view}:{name}" for name in names)
 
-    def online(self, tickets: Sequence[Ticket]) -> dict[str, list[Any]]:
+    def online(self, rows: Sequence[Row]) -> dict[str, list[Any]]:
         """The raw online response (batch features, and on-demand ones Feast computes itself)."""
         if time.monotonic() < self._closed_until:
             raise self._unavailable()
-        rows: list[dict[str, Any]] = [{ENTITY_KEY: t.customer_id} for t in tickets]
+        key = self.contract.entity_key
+        entity_rows: list[dict[str, Any]] = [{key: r[key]} for r in rows]
         if self.feast_on_demand:
-            rows = [{**r, TEXT: t.ticket_text} for r, t in zip(rows, tickets, strict=True)]
+            entity_rows = [
+                {**r, **{k: v for k, v in row.items() if v is not None}}
+                for r, row in zip(entity_rows, rows, strict=True)
+            ]
         try:
             result: dict[str, list[Any]] = self.store.get_online_features(
-                features=self.refs, entity_rows=rows
+                features=self.refs, entity_rows=entity_rows
             ).to_dict()
         except UNAVAILABLE as exc:
             log.warning("online feature store (%s) lookup failed: %s", self.store_kind, exc)
@@ -153,26 +160,36 @@ class FeastOnlineFeatures:
             "available",
         )
 
-    def assemble(self, tickets: Sequence[Ticket]) -> FeatureBatch:
+    def assemble(self, rows: Sequence[Row]) -> FeatureBatch:
         started = time.perf_counter()
-        columns = self.online(tickets)
+        columns = self.online(rows)
         lookup = time.perf_counter() - started
-        texts = [t.ticket_text for t in tickets]
-        for name in self.local:
-            fn, _ = LOCAL_ON_DEMAND[name]
-            columns.update(fn(texts))
-        return FeatureBatch(_frame(tickets, columns), _found(columns, len(tickets)), lookup, columns)
+        request = _request_columns(rows, self.contract)
+        for twin in self.local:
+            columns.update({k: list(v) for k, v in twin(request).items()})
+        columns = {**request, **columns}
+        n = len(rows)
+        present = [columns.get(name, [None] * n) for name in self.batch_features]
+        found = [any(col[i] is not None for col in present) for i in range(n)]
+        return FeatureBatch(_frame(self.contract, columns, n), found, lookup, columns)
 
 
 class RequestOnlyFeatures:
-    """No online lookup: customer features are missing (imputed as in training), text features local.
+    """No online lookup: entity features are missing (imputed as in training), request ones local.
 
     For the benchmark's "server without Feast" baseline and for running with the store switched
-    off on purpose; every customer is reported as not found, so the degradation is visible.
+    off on purpose; every entity is reported as not found, so the degradation is visible.
     """
 
     store_kind = "none"
 
-    def assemble(self, tickets: Sequence[Ticket]) -> FeatureBatch:
-        columns: dict[str, list[Any]] = dict(text_features([t.ticket_text for t in tickets]))
-        return FeatureBatch(_frame(tickets, columns), [False] * len(tickets), 0.0, columns)
+    def __init__(self, contract: RequestContract) -> None:
+        self.contract = contract
+        self.local = list(_twins(contract).values())
+
+    def assemble(self, rows: Sequence[Row]) -> FeatureBatch:
+        columns = _request_columns(rows, self.contract)
+        for twin in self.local:
+            columns.update({k: list(v) for k, v in twin(columns).items()})
+        n = len(rows)
+        return FeatureBatch(_frame(self.contract, columns, n), [False] * n, 0.0, columns)

@@ -143,7 +143,7 @@ class ServingMiddleware:
             CURRENT.reset(token)
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or (
-                PREDICT_ROUTES[protocol] if is_predict else "unmatched"  # rejected before routing
+                PREDICT_ROUTES[protocol] if is_predict else "unmatched"  # rejected before dispatch
             )
             elapsed = time.perf_counter() - started
             REQUEST_SECONDS.labels(protocol, endpoint, scope.get("method", "")).observe(elapsed)

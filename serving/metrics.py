@@ -63,9 +63,9 @@ CONTRACT_VIOLATIONS = Counter(
     "Rejected requests by field (position stripped) and rule of the input contract.",
     ["field", "rule"],
 )
-UNKNOWN_CUSTOMERS = Counter(
-    "shipyard_unknown_customers_total",
-    "Rows whose customer has no features in the online store (served with imputed defaults).",
+ENTITY_NOT_FOUND = Counter(
+    "shipyard_entity_not_found_total",
+    "Rows whose entity has no features in the online store (served with imputed defaults).",
     ["model"],
 )
 MODEL_INFO = Info("shipyard_model", "The model version this server loaded.", ["model"])
@@ -80,10 +80,19 @@ REQUEST_LOG = Counter(
 )
 
 
+_ENVELOPE_FIELDS = frozenset({"instances", "inputs", "outputs", "body", "content-type", "name"})
+_known_fields: frozenset[str] = _ENVELOPE_FIELDS
+
+
+def set_contract_fields(names: tuple[str, ...]) -> None:
+    """The served version's request fields become the allowed label values of the violations counter."""
+    global _known_fields
+    _known_fields = _ENVELOPE_FIELDS | frozenset(names)
+
+
 def contract_field(field: str | None) -> str:
-    """`instances[3].ticket_text` -> `ticket_text`: bounded label values for the violations counter."""
+    """`instances[3].amount` -> `amount`: bounded label values for the violations counter."""
     if not field:
         return "body"
     last = field.split(".")[-1].split("[")[0]
-    known = {"customer_id", "ticket_text", "timestamp", "instances", "inputs", "body", "content-type", "name"}
-    return last if last in known else "other"
+    return last if last in _known_fields else "other"

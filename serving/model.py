@@ -1,11 +1,14 @@
-"""The KServe model: one registered model version, its input contract, and its online features.
+"""The KServe model: one fixed model version directory, its input contract, and its online features.
 
-`load()` sets `ready` only after every file of the version matched the registry's content hash and
-the model, contract and feature source all opened; any failure leaves the model not ready (503),
-never serving an unverified artifact. `preprocess` validates against the version's own contract,
-`predict` runs the feature lookup and the scikit-learn pipeline on a bounded thread pool (both are
-blocking, and health probes share the event loop), `postprocess` answers in the protocol the
-request came in with.
+The server is given a version directory (`--model_dir`, what KServe's storage initializer fills
+from the version's storageUri) and the content hash it must have. `load()` sets `ready` only after
+every file matched that hash and the model, contract and feature source all opened; any failure
+leaves the model not ready (503), never serving an unverified artifact. Nothing is resolved at
+start-up: "champion" is a word for the CLI and release records, never for a pod.
+
+`preprocess` validates against the version's own contract, `predict` runs the feature lookup and
+the scikit-learn pipeline on a bounded thread pool (both are blocking, and health probes share the
+event loop), `postprocess` answers in the protocol the request came in with.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import kserve
@@ -24,10 +28,11 @@ import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from serving import http
-from serving.contract import RequestContract, Ticket
+from serving.contract import V2_OUTPUT_TYPES, RequestContract, Row
 from serving.errors import FeatureStoreUnavailable, InvalidRequest, ModelNotReady, UnsupportedMediaType, echo
-from serving.features import CUSTOMER_FEATURES, FeatureSource
+from serving.features import FeatureSource
 from serving.metrics import (
+    ENTITY_NOT_FOUND,
     FEATURE_LOOKUP_SECONDS,
     FEATURE_MISSING,
     FEATURE_OUT_OF_RANGE,
@@ -37,18 +42,18 @@ from serving.metrics import (
     MODEL_READY,
     PREDICTIONS,
     PROBABILITY,
-    UNKNOWN_CUSTOMERS,
+    set_contract_fields,
 )
 from serving.requestlog import RequestLog
 from shipyard.errors import RegistryError
-from shipyard.features import TEXT_FEATURES
-from shipyard.registry import ModelRegistry
+from shipyard.registry import verify_version_dir
 from shipyard.training import load_model
 
 log = logging.getLogger("shipyard.serving")
 
-OUTPUTS = ("department", "probabilities", "customer_found")
-FeatureSourceFactory = Callable[[str], FeatureSource]  # feature service name -> source
+PROBABILITIES, ENTITY_FOUND = "probabilities", "entity_found"
+# feature service name + the version's contract -> source
+FeatureSourceFactory = Callable[[str, RequestContract], FeatureSource]
 
 
 @dataclass(frozen=True)
@@ -56,35 +61,37 @@ class Batch:
     """A validated request on its way from preprocess to postprocess."""
 
     protocol: str  # "v1" | "v2"
-    tickets: list[Ticket]
+    rows: list[Row]
     v2_id: str | None = None
-    v2_outputs: tuple[str, ...] = OUTPUTS
+    v2_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Scored:
     batch: Batch
-    departments: list[str]
+    predicted: list[str]
     probabilities: list[dict[str, float]]
-    customer_found: list[bool]
+    entity_found: list[bool]
     features: dict[str, list[Any]]
 
 
-class TicketRouter(kserve.Model):  # type: ignore[misc]
-    """Routes a support ticket to a department. See the module docstring."""
+class ShipyardModel(kserve.Model):  # type: ignore[misc]
+    """Serves one verified version directory of any project. See the module docstring."""
 
     def __init__(
         self,
         name: str,
-        registry: str,
-        version: str | None,
+        model_dir: Path,
+        content_hash: str,
         features: FeatureSourceFactory,
         request_log: RequestLog | None = None,
         threads: int = 4,
+        version_label: str | None = None,
     ) -> None:
         super().__init__(name)
-        self.registry_uri = registry
-        self.requested_version = version
+        self.model_dir = model_dir
+        self.content_hash = content_hash
+        self.version_label = version_label
         self.version: str | None = None
         self.not_ready_reason = "not loaded yet"
         self._features_factory = features
@@ -97,51 +104,57 @@ class TicketRouter(kserve.Model):  # type: ignore[misc]
         MODEL_READY.labels(name).set(0)
 
     # -- lifecycle -------------------------------------------------------------------------------
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        label = self.contract.label if self.contract else "label"
+        return (label, PROBABILITIES, ENTITY_FOUND)
+
     def load(self) -> bool:
         self.ready = False
         MODEL_READY.labels(self.name).set(0)
-        registry = ModelRegistry(self.registry_uri)
         try:
-            entry = registry.get(self.requested_version) if self.requested_version else registry.champion()
-            if entry is None:
-                self.not_ready_reason = "the registry has no champion version"
-                log.error("model %s not ready: %s (%s)", self.name, self.not_ready_reason, self.registry_uri)
-                return False
-            self.version = entry.version
-            try:
-                model_dir = registry.verify(entry.version)  # every file against the registered hash
-            except RegistryError as exc:
-                self.not_ready_reason = f"model version {entry.version} failed its content hash check"
-                log.error("model %s not ready: %s", self.name, exc)
-                return False
-            pipeline = load_model(model_dir)
-            contract = RequestContract.load(model_dir)
-            features = self._features_factory(entry.feature_service)
+            meta = verify_version_dir(self.model_dir, self.content_hash)
+        except RegistryError as exc:
+            self.not_ready_reason = "the model directory failed its content hash check"
+            log.error("model %s not ready: %s", self.name, exc)
+            return False
+        except Exception as exc:
+            self.not_ready_reason = "the model directory is not a readable model version"
+            log.error("model %s not ready: %s", self.name, exc)
+            return False
+        try:
+            pipeline = load_model(self.model_dir)
+            contract = RequestContract.load(self.model_dir)
+            features = self._features_factory(str(meta["feature_service"]), contract)
         except Exception as exc:
             # Anything from a missing file to a tampered pickle: the details go to the log, the
             # caller gets a 503 that says the version is not servable.
-            self.not_ready_reason = f"model version {self.version or self.requested_version} failed to load"
+            self.not_ready_reason = f"model version {self.content_hash[:12]} failed to load"
             log.error("model %s not ready: %s", self.name, exc)
             return False
         self._pipeline, self.contract, self.features = pipeline, contract, features
-        self.trained_at = datetime.fromisoformat(entry.created_at)
+        self.version = self.version_label or self.content_hash[:12]
+        created = str(meta.get("created_at", ""))
+        self.trained_at = datetime.fromisoformat(created) if created else datetime.now(UTC)
+        set_contract_fields(contract.field_names)
         MODEL_INFO.labels(self.name).info(
             {
-                "version": entry.version,
-                "content_hash": entry.content_hash,
-                "feature_service": entry.feature_service,
+                "version": self.version,
+                "content_hash": self.content_hash,
+                "project": str(meta.get("project", "")),
+                "feature_service": str(meta["feature_service"]),
                 "online_store": features.store_kind,
-                "trained_at": entry.created_at,
+                "trained_at": created,
             }
         )
         trained = self.trained_at
-        MODEL_AGE.labels(self.name, entry.version).set_function(
+        MODEL_AGE.labels(self.name, self.version).set_function(
             lambda: (datetime.now(UTC) - trained).total_seconds()
         )
         self.ready = True
         MODEL_READY.labels(self.name).set(1)
         log.info(
-            "model %s ready: version %s (%s online store)", self.name, entry.version, features.store_kind
+            "model %s ready: %s (%s online store)", self.name, self.content_hash[:12], features.store_kind
         )
         return True
 
@@ -173,7 +186,7 @@ class TicketRouter(kserve.Model):  # type: ignore[misc]
             raise UnsupportedMediaType(
                 "content-type: send the request as application/json", "content-type", "media_type"
             )
-        return Batch("v1", self.contract.v1(payload))
+        return Batch("v1", self.contract.v1(payload), v2_outputs=self.outputs)
 
     def _v2_batch(self, request: InferRequest) -> Batch:
         assert self.contract is not None
@@ -183,19 +196,20 @@ class TicketRouter(kserve.Model):  # type: ignore[misc]
             if not isinstance(data, list):
                 data = np.asarray(infer_input.as_numpy()).reshape(-1).tolist()
             inputs.append((infer_input.name, infer_input.datatype, list(infer_input.shape), data))
-        tickets = self.contract.v2(inputs)
-        outputs = OUTPUTS
+        rows = self.contract.v2(inputs)
+        outputs = self.outputs
         if request.request_outputs:
             names = tuple(o.name for o in request.request_outputs)
             for i, name in enumerate(names):
-                if name not in OUTPUTS:
+                if name not in self.outputs:
                     raise InvalidRequest(
-                        f"outputs[{i}].name: unknown output {echo(name)!r} (available: {', '.join(OUTPUTS)})",
+                        f"outputs[{i}].name: unknown output {echo(name)!r} "
+                        f"(available: {', '.join(self.outputs)})",
                         f"outputs[{i}].name",
                         "unknown_output",
                     )
             outputs = names
-        return Batch("v2", tickets, request.id, outputs)
+        return Batch("v2", rows, request.id, outputs)
 
     # -- predict -----------------------------------------------------------------------------------
     async def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> Scored:
@@ -207,7 +221,7 @@ class TicketRouter(kserve.Model):  # type: ignore[misc]
         """Feature lookup + predict; runs on the thread pool."""
         assert self.features is not None and self.contract is not None
         try:
-            found = self.features.assemble(batch.tickets)
+            found = self.features.assemble(batch.rows)
         except FeatureStoreUnavailable:
             FEATURE_STORE_ERRORS.labels(self.features.store_kind).inc()
             raise
@@ -216,43 +230,42 @@ class TicketRouter(kserve.Model):  # type: ignore[misc]
         classes = [str(c) for c in self._pipeline.classes_]
         labels = list(self.contract.labels)
         order = [classes.index(label) for label in labels]
-        departments = [labels[int(i)] for i in np.argmax(proba[:, order], axis=1)]
+        predicted = [labels[int(i)] for i in np.argmax(proba[:, order], axis=1)]
         probabilities = [
             {label: float(row[j]) for label, j in zip(labels, order, strict=True)} for row in proba
         ]
-        self._observe(found.raw, found.customer_found, departments, probabilities)
-        return Scored(batch, departments, probabilities, found.customer_found, found.raw)
+        self._observe(found.raw, found.entity_found, predicted, probabilities)
+        return Scored(batch, predicted, probabilities, found.entity_found, found.raw)
 
     def _observe(
         self,
         raw: dict[str, list[Any]],
-        customer_found: list[bool],
-        departments: list[str],
+        entity_found: list[bool],
+        predicted: list[str],
         probabilities: list[dict[str, float]],
     ) -> None:
         assert self.contract is not None
-        unknown = customer_found.count(False)
+        unknown = entity_found.count(False)
         if unknown:
-            UNKNOWN_CUSTOMERS.labels(self.name).inc(unknown)
-        for name in (*CUSTOMER_FEATURES, *TEXT_FEATURES):
+            ENTITY_NOT_FOUND.labels(self.name).inc(unknown)
+        for name, spec in self.contract.features.items():
             values = raw.get(name)
             if values is None:
                 continue
-            spec = self.contract.features.get(name, {})
             missing = outside = 0
             for v in values:
                 if v is None or (isinstance(v, float) and math.isnan(v)):
                     missing += 1
                 elif "categories" in spec:
                     outside += v not in spec["categories"]
-                elif "min" in spec and isinstance(v, int | float):
+                elif spec.get("min") is not None and isinstance(v, int | float):
                     outside += not (spec["min"] <= v <= spec["max"])
             if missing:
                 FEATURE_MISSING.labels(name).inc(missing)
             if outside:
                 FEATURE_OUT_OF_RANGE.labels(name).inc(outside)
-        for department in departments:
-            PREDICTIONS.labels(self.name, self.version, department).inc()
+        for label in predicted:
+            PREDICTIONS.labels(self.name, self.version, label).inc()
         for row in probabilities:
             for label, p in row.items():
                 PROBABILITY.labels(self.name, label).observe(p)
@@ -261,30 +274,32 @@ class TicketRouter(kserve.Model):  # type: ignore[misc]
     async def postprocess(
         self, result: Scored, headers: dict[str, str] | None = None, response_headers: Any = None
     ) -> dict[str, Any] | InferResponse:
+        assert self.contract is not None
         self._note_for_log(result)
+        label = self.contract.label
         if result.batch.protocol == "v1":
             return {
                 "model_name": self.name,
                 "model_version": self.version,
                 "predictions": [
-                    {"department": d, "probabilities": p, "customer_found": f}
+                    {label: d, PROBABILITIES: p, ENTITY_FOUND: f}
                     for d, p, f in zip(
-                        result.departments, result.probabilities, result.customer_found, strict=True
+                        result.predicted, result.probabilities, result.entity_found, strict=True
                     )
                 ],
             }
-        n = len(result.departments)
-        labels = list(self.contract.labels) if self.contract else []
+        n = len(result.predicted)
+        labels = list(self.contract.labels)
         all_outputs = {
-            "department": InferOutput("department", [n], "BYTES", result.departments),
-            "probabilities": InferOutput(
-                "probabilities",
+            label: InferOutput(label, [n], "BYTES", result.predicted),
+            PROBABILITIES: InferOutput(
+                PROBABILITIES,
                 [n, len(labels)],
                 "FP64",
-                [row[label] for row in result.probabilities for label in labels],
+                [row[c] for row in result.probabilities for c in labels],
                 parameters={"labels": ",".join(labels)},
             ),
-            "customer_found": InferOutput("customer_found", [n], "BOOL", result.customer_found),
+            ENTITY_FOUND: InferOutput(ENTITY_FOUND, [n], "BOOL", result.entity_found),
         }
         ctx = http.current()
         return InferResponse(
@@ -297,37 +312,38 @@ class TicketRouter(kserve.Model):  # type: ignore[misc]
     def _note_for_log(self, result: Scored) -> None:
         """Attach inputs, features and answers to the request's log record (see serving.http)."""
         ctx = http.current()
-        if ctx is None:
+        if ctx is None or self.contract is None:
             return
         ctx.model, ctx.model_version = self.name, self.version
-        names = [n for n in (*CUSTOMER_FEATURES, *TEXT_FEATURES) if n in result.features]
+        request = set(self.contract.field_names)
+        names = [n for n in self.contract.inputs.columns if n in result.features and n not in request]
         ctx.rows = [
             {
-                "customer_id": t.customer_id,
-                "ticket_text": t.ticket_text,
-                "timestamp": t.timestamp,
-                "customer_found": result.customer_found[i],
+                **row,
+                ENTITY_FOUND: result.entity_found[i],
                 "features": {n: _jsonable(result.features[n][i]) for n in names},
-                "department": result.departments[i],
-                "probabilities": result.probabilities[i],
+                "prediction": result.predicted[i],
+                PROBABILITIES: result.probabilities[i],
             }
-            for i, t in enumerate(result.batch.tickets)
+            for i, row in enumerate(result.batch.rows)
         ]
 
     # -- V2 metadata -------------------------------------------------------------------------------
     def get_input_types(self) -> list[dict[str, Any]]:
+        if self.contract is None:
+            return []
         return [
-            {"name": "customer_id", "datatype": "INT64", "shape": [-1]},
-            {"name": "ticket_text", "datatype": "BYTES", "shape": [-1]},
-            {"name": "timestamp", "datatype": "BYTES", "shape": [-1]},
+            {"name": f.name, "datatype": V2_OUTPUT_TYPES.get(f.type, "BYTES"), "shape": [-1]}
+            for f in self.contract.fields
         ]
 
     def get_output_types(self) -> list[dict[str, Any]]:
         n_labels = len(self.contract.labels) if self.contract else -1
+        label = self.contract.label if self.contract else "label"
         return [
-            {"name": "department", "datatype": "BYTES", "shape": [-1]},
-            {"name": "probabilities", "datatype": "FP64", "shape": [-1, n_labels]},
-            {"name": "customer_found", "datatype": "BOOL", "shape": [-1]},
+            {"name": label, "datatype": "BYTES", "shape": [-1]},
+            {"name": PROBABILITIES, "datatype": "FP64", "shape": [-1, n_labels]},
+            {"name": ENTITY_FOUND, "datatype": "BOOL", "shape": [-1]},
         ]
 
 

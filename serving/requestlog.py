@@ -7,7 +7,7 @@ and drains the queue on shutdown. A full queue drops the record and counts it
 a slow disk. The sink is pluggable: anything with `write(records)` and `close()`.
 
 Records carry the request id and UTC timestamps so the monitoring pipeline can join them with
-labels that arrive later (ticket -> department).
+labels that arrive later (event -> label).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Start the model server: `kserve.ModelServer` with Shipyard's model, edge middleware and errors.
 
-Locally `shipyard serve` (== `make serve`) runs this on the champion from `make run`; in a cluster
-the same entry point runs in the KServe predictor container with a Redis-backed Feast config. The
-model is registered with the server even when it failed to load, so readiness probes answer 503
-(and the pod is kept out of the Service) instead of the process crash-looping.
+The server serves exactly one version directory it is given (`--model_dir`, which KServe's storage
+initializer fills from the version's storageUri) with the content hash it must have; its flags are
+KServe's own (`--model_name`, `--http_port`, ...) plus Shipyard's, and an unknown flag is an error.
+Locally `shipyard serve` (== `make serve`) resolves a version on the registry and starts this same
+entry point. The model is registered with the server even when it failed to load, so readiness
+probes answer 503 (and the pod is kept out of the Service) instead of the process crash-looping.
 """
 
 from __future__ import annotations
@@ -23,23 +25,23 @@ from kserve.protocol.dataplane import DataPlane
 from serving import http
 from serving.errors import MalformedRequest, ModelNotReady, UnknownModel, echo, install_handlers
 from serving.features import FeastOnlineFeatures, FeatureSource, RequestOnlyFeatures
-from serving.model import TicketRouter
+from serving.model import ShipyardModel
 from serving.requestlog import JsonLinesSink, RequestLog
 
 log = logging.getLogger("shipyard.serving")
 
-DEFAULT_MODEL_NAME = "ticket-router"
 DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 1_048_576
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    registry: str
+    model_dir: Path
+    content_hash: str
+    model_name: str
     feature_repo: Path
     feature_store_yaml: str = "feature_store.yaml"
-    version: str | None = None  # None: the registry's champion
-    model_name: str = DEFAULT_MODEL_NAME
+    version_label: str | None = None  # shown as model_version; default: the hash's first 12 digits
     port: int = DEFAULT_PORT
     threads: int = 1
     switch_interval_ms: float = 1.0
@@ -94,15 +96,15 @@ class ShipyardDataPlane(DataPlane):  # type: ignore[misc]
 
 
 def feature_source_factory(config: ServeConfig) -> Any:
-    def make(feature_service: str) -> FeatureSource:
+    def make(feature_service: str, contract: Any) -> FeatureSource:
         if not config.feature_lookup:
-            return RequestOnlyFeatures()
-        return FeastOnlineFeatures(config.feature_repo, config.feature_store_yaml, feature_service)
+            return RequestOnlyFeatures(contract)
+        return FeastOnlineFeatures(config.feature_repo, config.feature_store_yaml, feature_service, contract)
 
     return make
 
 
-def build(config: ServeConfig) -> tuple[Any, TicketRouter]:
+def build(config: ServeConfig) -> tuple[Any, ShipyardModel]:
     """A configured, not yet started `kserve.ModelServer` and its (loaded or not-ready) model."""
     import kserve
     from kserve.model_server import app
@@ -116,13 +118,14 @@ def build(config: ServeConfig) -> tuple[Any, TicketRouter]:
         if config.request_log_dir is not None
         else None
     )
-    model = TicketRouter(
+    model = ShipyardModel(
         config.model_name,
-        config.registry,
-        config.version,
+        config.model_dir,
+        config.content_hash,
         feature_source_factory(config),
         request_log=request_log,
         threads=config.threads,
+        version_label=config.version_label,
     )
     model.load()
     server = kserve.ModelServer(
@@ -165,36 +168,48 @@ def run(config: ServeConfig) -> None:
         model.stop()
 
 
-def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
-    """`python -m serving ...`: the container entry point (the CLI's `shipyard serve` reads settings)."""
-    p = argparse.ArgumentParser(prog="python -m serving", description=__doc__)
-    p.add_argument("--registry", required=True, help="Model registry URI (local path or file://).")
-    p.add_argument("--feature-repo", required=True, type=Path)
-    p.add_argument("--feature-store-yaml", default="feature_store.yaml")
-    p.add_argument("--model-version", dest="version", default=None, help="Default: the champion.")
-    p.add_argument("--model-name", default=DEFAULT_MODEL_NAME)
-    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+def parser() -> argparse.ArgumentParser:
+    """KServe's model-server flags (so a ServingRuntime can start this unchanged) plus Shipyard's."""
+    from kserve import model_server
+
+    p = argparse.ArgumentParser(
+        prog="python -m serving", description=__doc__, parents=[model_server.parser], allow_abbrev=False
+    )
+    p.add_argument("--model_dir", required=True, type=Path, help="The version directory to serve.")
+    p.add_argument(
+        "--content_hash", required=True, help="The content hash the directory must have (from the release)."
+    )
+    p.add_argument("--model_version", default=None, help="Version label in answers (e.g. v3).")
+    p.add_argument("--feature_repo", required=True, type=Path)
+    p.add_argument("--feature_store_yaml", default="feature_store.yaml")
     p.add_argument("--threads", type=int, default=1, help="Predict threads (see docs/serving.md).")
-    p.add_argument("--switch-interval-ms", type=float, default=1.0, help="Python's GIL switch interval.")
-    p.add_argument("--no-feature-lookup", dest="feature_lookup", action="store_false")
-    p.add_argument("--request-log-dir", type=Path, default=Path(".shipyard/request_log"))
-    p.add_argument("--no-request-log", action="store_true")
-    p.add_argument("--request-log-batch", type=int, default=256)
-    p.add_argument("--request-log-flush-seconds", type=float, default=1.0)
-    p.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES)
-    p.add_argument("--access-log", action="store_true")
-    a, _ = p.parse_known_args(argv)
+    p.add_argument("--switch_interval_ms", type=float, default=1.0, help="Python's GIL switch interval.")
+    p.add_argument("--no_feature_lookup", dest="feature_lookup", action="store_false")
+    p.add_argument("--request_log_dir", type=Path, default=None, help="Default: no request log.")
+    p.add_argument("--request_log_batch", type=int, default=256)
+    p.add_argument("--request_log_flush_seconds", type=float, default=1.0)
+    p.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES)
+    p.add_argument("--access_log", action="store_true")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
+    """`python -m serving ...`: the container entry point. Unknown flags are errors (exit 2)."""
+    a = parser().parse_args(argv)
+    if not a.model_name:
+        parser().error("--model_name is required")
     return ServeConfig(
-        registry=a.registry,
+        model_dir=a.model_dir,
+        content_hash=a.content_hash,
+        model_name=a.model_name,
+        version_label=a.model_version,
         feature_repo=a.feature_repo,
         feature_store_yaml=a.feature_store_yaml,
-        version=a.version,
-        model_name=a.model_name,
-        port=a.port,
+        port=a.http_port,
         threads=a.threads,
         switch_interval_ms=a.switch_interval_ms,
         feature_lookup=a.feature_lookup,
-        request_log_dir=None if a.no_request_log else a.request_log_dir,
+        request_log_dir=a.request_log_dir,
         request_log_batch=a.request_log_batch,
         request_log_flush_seconds=a.request_log_flush_seconds,
         max_body_bytes=a.max_body_bytes,
@@ -206,20 +221,57 @@ def main(argv: Sequence[str] | None = None) -> None:
     run(parse_args(argv if argv is not None else sys.argv[1:]))
 
 
-def config_from_settings(settings: Any, **overrides: Any) -> ServeConfig:
-    """The server configuration for an environment's settings (`shipyard serve`)."""
+def server_args(config: ServeConfig) -> list[str]:
+    """The command-line flags that make `python -m serving` run `config` (for child processes)."""
+    args = [
+        "--model_name", config.model_name,
+        "--model_dir", str(config.model_dir),
+        "--content_hash", config.content_hash,
+        "--feature_repo", str(config.feature_repo),
+        "--feature_store_yaml", config.feature_store_yaml,
+        "--http_port", str(config.port),
+        "--threads", str(config.threads),
+        "--switch_interval_ms", str(config.switch_interval_ms),
+        "--request_log_batch", str(config.request_log_batch),
+        "--request_log_flush_seconds", str(config.request_log_flush_seconds),
+        "--max_body_bytes", str(config.max_body_bytes),
+    ]  # fmt: skip
+    if config.version_label:
+        args += ["--model_version", config.version_label]
+    if not config.feature_lookup:
+        args.append("--no_feature_lookup")
+    if config.request_log_dir is not None:
+        args += ["--request_log_dir", str(config.request_log_dir)]
+    if config.access_log:
+        args.append("--access_log")
+    return args
+
+
+def config_from_settings(settings: Any, version: str | None = None, **overrides: Any) -> ServeConfig:
+    """`shipyard serve`: resolve a version (the champion by default) on the environment's registry,
+    fetch and verify it locally, and configure the server for that fixed directory."""
     from shipyard.errors import ShipyardError
     from shipyard.registry import ModelRegistry
 
-    version = overrides.get("version")
-    if version is None and ModelRegistry(settings.model_registry).champion() is None:
+    reg = ModelRegistry(settings.model_registry)
+    entry = reg.get(version) if version else reg.champion()
+    if entry is None:
         raise ShipyardError(f"no champion model in {settings.model_registry}: run `make run` first")
+    model_dir = reg.fetch(entry.version, Path(settings.state_dir) / "cache" / "models")
+    log_dir = settings.serving.request_log.directory
     base = ServeConfig(
-        registry=settings.model_registry,
+        model_dir=model_dir,
+        content_hash=entry.content_hash,
+        model_name=settings.spec.name,
+        version_label=entry.version,
         feature_repo=Path(settings.feature_repo),
         feature_store_yaml=settings.feature_store_yaml,
-        request_log_dir=Path(settings.model_registry).parent / "request_log"
-        if "://" not in settings.model_registry
-        else None,
+        port=settings.serving.port,
+        threads=settings.serving.threads,
+        feature_lookup=settings.serving.feature_lookup,
+        max_body_bytes=settings.serving.max_body_bytes,
+        request_log_dir=Path(settings.state_dir) / log_dir if log_dir else None,
+        request_log_batch=settings.serving.request_log.batch,
+        request_log_flush_seconds=settings.serving.request_log.flush_seconds,
     )
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,3 +1,5 @@
-"""Shipyard: continuous training of a ticket-routing model on KFP v2, Feast and KServe."""
+"""Shipyard: continuous training on KFP v2, Feast and KServe, for any project."""
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+__version__ = metadata.version("shipyard")  # one place: pyproject.toml

@@ -9,21 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.artifacts import CARD_JSON, CARD_MD
+from shipyard.project import ProjectSpec
 from shipyard.report import evaluation_markdown
 
 __all__ = ["CARD_JSON", "CARD_MD", "build_card", "card_markdown"]
 
-INTENDED_USE = (
-    "Routes a bank's customer support tickets to accounting, inventory, HR or IT from the ticket "
-    "text and the customer's context. A routing aid: low-confidence tickets should go to a person."
-)
-LIMITATIONS = (
-    "Trained on synthetic data in the reference set-up. Generic texts carry no department signal, "
-    "so accuracy on them rests on customer context alone; label noise caps reachable accuracy."
-)
-
 
 def build_card(
+    spec: ProjectSpec,
     training: dict[str, Any],
     evaluation: dict[str, Any],
     feature_service: str,
@@ -31,14 +24,17 @@ def build_card(
     rows: dict[str, int],
 ) -> dict[str, Any]:
     return {
-        "name": "ticket-router",
-        "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
+        "name": spec.name,
+        "title": spec.card.title,
+        "intended_use": spec.card.intended_use,
+        "limitations": spec.card.limitations,
         "feature_service": feature_service,
         "data": {"hash": data_hash, "rows": rows},
         "model": {
-            "estimator": "TF-IDF + one-hot + scaled numerics -> SGD logistic",
+            "estimator": spec.card.estimator,
             "params": training["params"],
+            "hyperparameters": training["hyperparameters"],
+            "inputs": training["inputs"],
         },
         "code": {
             "git_commit": training["git_commit"],
@@ -55,10 +51,12 @@ def build_card(
     }
 
 
-def card_markdown(card: dict[str, Any], version: str, status: str) -> str:
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown. It names no version or status: the directory is content-addressed and
+    immutable, while numbers and statuses live in the registry index (`shipyard models show`)."""
     ev = card["evaluation"]
     lines = [
-        f"# Model card: {card['name']} {version} ({status})",
+        f"# Model card: {card['name']} — {card['title']}",
         "",
         f"**Intended use.** {card['intended_use']}",
         "",
@@ -70,7 +68,8 @@ def card_markdown(card: dict[str, Any], version: str, status: str) -> str:
         f"- data hash: `{card['data']['hash']}`; rows: {card['data']['rows']}",
         f"- git commit: `{card['code']['git_commit']}`; python {card['code']['python']}",
         f"- libraries: {', '.join(f'{k} {v}' for k, v in card['code']['libraries'].items())}",
-        f"- params: `{card['model']['params']}`",
+        f"- estimator: {card['model']['estimator']}",
+        f"- params: `{card['model']['params']}`; hyperparameters: `{card['model']['hyperparameters']}`",
         f"- training: {card['training']['seconds']} s, {card['training']['epochs']} epochs, "
         f"val loss {card['training']['val_loss'][0]:.3f} -> {card['training']['val_loss'][-1]:.3f}",
         "",

@@ -1,8 +1,8 @@
-"""The input contract and reference statistics, derived from the training data.
+"""The input contract and reference statistics, derived from the project spec and the training data.
 
-Both are stored with the model version: the server validates requests against the contract it was
-trained with (not against today's code), and monitoring compares live traffic to the reference
-statistics of the exact training set.
+Both are stored with the model version: the server validates requests against the contract its
+model was trained with (not against today's code), assembles model inputs in the order recorded
+here, and monitoring compares live traffic to the reference statistics of the exact training set.
 """
 
 from __future__ import annotations
@@ -13,63 +13,75 @@ import numpy as np
 import pandas as pd
 
 from shipyard.artifacts import CONTRACT_FILE, REFERENCE_FILE
-from shipyard.features import TEXT_FEATURES
-from shipyard.schema import (
-    CATEGORICAL_FEATURES,
-    DEPARTMENTS,
-    ENTITY_KEY,
-    LABEL,
-    MAX_TEXT_LENGTH,
-    NUMERIC_BATCH_FEATURES,
-    TEXT,
-)
+from shipyard.project import ProjectSpec
+from shipyard.training import ModelInputs
 
-__all__ = ["CONTRACT_FILE", "MAX_BATCH", "REFERENCE_FILE", "input_contract", "reference_stats"]
+__all__ = ["CONTRACT_FILE", "CONTRACT_VERSION", "REFERENCE_FILE", "input_contract", "reference_stats"]
 
-MAX_BATCH = 256
+CONTRACT_VERSION = 2
 _BINS = 10
+_DEFAULT_TEXT_LIMIT = 5_000
 
 
-def input_contract(train: pd.DataFrame) -> dict[str, Any]:
-    """What a caller must send, and what the looked-up features looked like in training."""
-    lengths = train[TEXT].astype(str).str.len()
+def _request(spec: ProjectSpec, train: pd.DataFrame) -> list[dict[str, Any]]:
+    fields: list[dict[str, Any]] = []
+    for f in spec.request:
+        entry: dict[str, Any] = {"name": f.name, "type": f.type, "required": f.required}
+        if f.type in ("integer", "number"):
+            entry["min"], entry["max"] = f.min, f.max
+        if f.type in ("string", "text"):
+            limit = f.max_length or _DEFAULT_TEXT_LIMIT
+            if f.name in train and f.max_length is None:
+                # Four times the longest text seen in training, capped: room for real variety, not
+                # for a 5 MB paste that would only be truncated by the vectorizer anyway.
+                longest = int(train[f.name].astype(str).str.len().max())
+                limit = int(min(limit, max(longest * 4, 200)))
+            entry["min_length"], entry["max_length"] = 1, limit
+        if f.type == "string" and f.name in train:
+            entry["categories"] = sorted(str(v) for v in train[f.name].dropna().unique())
+        fields.append(entry)
+    return fields
+
+
+def input_contract(train: pd.DataFrame, spec: ProjectSpec, inputs: ModelInputs) -> dict[str, Any]:
+    """What a caller must send, which columns the model reads, and what looked-up features looked like."""
     features: dict[str, Any] = {}
-    for col in CATEGORICAL_FEATURES:
+    for col in inputs.categorical:
         features[col] = {
             "type": "string",
             "categories": sorted(str(v) for v in train[col].dropna().unique()),
             "nullable": True,
         }
-    for col in (*NUMERIC_BATCH_FEATURES, *TEXT_FEATURES):
+    for col in inputs.numeric:
         values = pd.to_numeric(train[col], errors="coerce")
+        present = values.dropna()
         features[col] = {
             "type": "integer" if pd.api.types.is_integer_dtype(train[col]) else "number",
-            "min": float(values.min()),
-            "max": float(values.max()),
+            "min": float(present.min()) if len(present) else None,
+            "max": float(present.max()) if len(present) else None,
             "nullable": bool(values.isna().any()),
+            # What serving substitutes for a missing or non-finite looked-up value: the model's own
+            # imputer does the same at training time, so this is only recorded for monitoring.
+            "median": float(present.median()) if len(present) else None,
         }
     return {
-        "version": 1,
-        "request": {
-            ENTITY_KEY: {"type": "integer", "required": True, "min": 1},
-            TEXT: {
-                "type": "string",
-                "required": True,
-                "min_length": 1,
-                "max_length": int(min(MAX_TEXT_LENGTH, max(int(lengths.max()) * 4, 200))),
-            },
-            "timestamp": {"type": "string", "format": "date-time", "required": False},
-        },
-        "max_batch": MAX_BATCH,
-        "labels": list(DEPARTMENTS),
+        "version": CONTRACT_VERSION,
+        "model_name": spec.name,
+        "entity_key": spec.entity_key,
+        "label": spec.label,
+        "labels": list(spec.classes),
+        "request": _request(spec, train),
+        "max_batch": spec.max_batch,
+        "inputs": inputs.to_json(),
+        "on_demand": dict(spec.on_demand),
         "features": features,
     }
 
 
-def reference_stats(train: pd.DataFrame) -> dict[str, Any]:
+def reference_stats(train: pd.DataFrame, spec: ProjectSpec, inputs: ModelInputs) -> dict[str, Any]:
     """Per-feature distributions (decile bins, shares, missing rates) for drift detection."""
     stats: dict[str, Any] = {"rows": len(train), "features": {}}
-    for col in (*NUMERIC_BATCH_FEATURES, *TEXT_FEATURES):
+    for col in inputs.numeric:
         values = pd.to_numeric(train[col], errors="coerce").astype("float64")
         present = values.dropna().to_numpy()
         edges = (
@@ -84,13 +96,21 @@ def reference_stats(train: pd.DataFrame) -> dict[str, Any]:
             "bin_edges": [float(e) for e in edges],
             "bin_shares": [float(c) / max(present.size, 1) for c in counts],
         }
-    for col in CATEGORICAL_FEATURES:
+    for col in inputs.categorical:
         shares = train[col].astype(str).value_counts(normalize=True)
         stats["features"][col] = {
             "kind": "categorical",
             "missing_rate": float(train[col].isna().mean()),
             "shares": {str(k): float(v) for k, v in shares.items()},
         }
-    labels = train[LABEL].astype(str).value_counts(normalize=True)
-    stats["labels"] = {d: float(labels.get(d, 0.0)) for d in DEPARTMENTS}
+    for col in inputs.text:
+        lengths = train[col].astype(str).str.len()
+        stats["features"][col] = {
+            "kind": "text",
+            "missing_rate": float(train[col].isna().mean()),
+            "length_mean": float(lengths.mean()),
+            "length_std": float(lengths.std()),
+        }
+    labels = train[spec.label].astype(str).value_counts(normalize=True)
+    stats["labels"] = {label: float(labels.get(label, 0.0)) for label in spec.classes}
     return stats

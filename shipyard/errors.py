@@ -26,3 +26,11 @@ class RegistryError(ShipyardError):
 
 class ModelNotFoundError(RegistryError):
     """A requested model version or champion does not exist."""
+
+
+class ProjectError(ShipyardError):
+    """A project spec is invalid, or one of the import paths it names cannot be resolved."""
+
+
+class RegistryConflictError(RegistryError):
+    """A registry write lost the race for the next index snapshot too many times in a row."""

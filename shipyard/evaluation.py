@@ -1,12 +1,14 @@
-"""Evaluation: the candidate against thresholds, simple baselines and the current champion.
+"""Evaluation: the candidate against gates, the project's baselines and the current champion.
 
 All models are scored on the same holdout, so "better than the champion" is a like-for-like
 comparison. Each gate is reported with its value and threshold: a rejected candidate says why.
+Labels and their order come from the project spec; the champion is an input (a verified version
+directory), so an evaluation is a pure function of what it was given.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -15,10 +17,10 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from sklearn.pipeline import Pipeline
 
 from shipyard.artifacts import EVALUATION_FILE
+from shipyard.params import Gates
+from shipyard.project import ProjectSpec, import_callable
 from shipyard.report import evaluation_markdown as to_markdown
-from shipyard.schema import DEPARTMENTS, LABEL
-from shipyard.thresholds import Thresholds
-from shipyard.training import model_inputs
+from shipyard.training import ModelInputs, prepare
 
 __all__ = ["EVALUATION_FILE", "Evaluation", "Gate", "Scores", "evaluate", "score", "to_markdown"]
 
@@ -48,7 +50,7 @@ class Evaluation:
     gates: list[Gate]
     thresholds: dict[str, float]
     test_rows: int
-    labels: list[str] = field(default_factory=lambda: list(DEPARTMENTS))
+    labels: list[str]
 
     @property
     def passed(self) -> bool:
@@ -60,8 +62,7 @@ class Evaluation:
         return out
 
 
-def score(y_true: np.ndarray, y_pred: np.ndarray) -> Scores:
-    labels = list(DEPARTMENTS)
+def score(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> Scores:
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
@@ -82,18 +83,6 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> Scores:
     )
 
 
-def majority_baseline(train_labels: pd.Series, n: int) -> np.ndarray:
-    majority = str(train_labels.astype(str).mode().iloc[0])
-    return np.full(n, majority, dtype=object)
-
-
-def keyword_baseline(frame: pd.DataFrame, fallback: str) -> np.ndarray:
-    """What a rule-based router does: the department whose keywords appear most, else the fallback."""
-    counts = frame[[f"kw_{d}" for d in DEPARTMENTS]].to_numpy(dtype=float)
-    best = np.asarray(DEPARTMENTS, dtype=object)[counts.argmax(axis=1)]
-    return np.where(counts.max(axis=1) > 0, best, fallback)
-
-
 def convergence_gate(val_loss: list[float], window: int, max_change: float) -> Gate:
     """Converged = the loss fell, and its last `window` epochs vary by at most `max_change` (relative)."""
     if len(val_loss) < window + 1:
@@ -106,61 +95,72 @@ def convergence_gate(val_loss: list[float], window: int, max_change: float) -> G
     return Gate("loss_converged", passed, change, max_change, detail)
 
 
+def _predict(model: Pipeline, frame: pd.DataFrame, inputs: ModelInputs) -> np.ndarray:
+    return np.asarray(model.predict(prepare(frame, inputs)))
+
+
 def evaluate(
     model: Pipeline,
+    inputs: ModelInputs,
     test: pd.DataFrame,
-    train_labels: pd.Series,
+    train: pd.DataFrame,
     val_loss: list[float],
-    thresholds: Thresholds,
-    champion: tuple[str, Pipeline] | None = None,
-    convergence_window: int = 3,
+    spec: ProjectSpec,
+    gates: Gates,
+    champion: tuple[str, Pipeline, ModelInputs] | None = None,
 ) -> Evaluation:
-    y_true = test[LABEL].astype(str).to_numpy()
-    candidate = score(y_true, model.predict(model_inputs(test)))
-    majority = majority_baseline(train_labels, len(test))
+    labels = list(spec.classes)
+    y_true = test[spec.label].astype(str).to_numpy()
+    candidate = score(y_true, _predict(model, test, inputs), labels)
     baselines = {
-        "majority": score(y_true, majority),
-        "keywords": score(y_true, keyword_baseline(test, str(majority[0]))),
+        name: score(
+            y_true,
+            np.asarray(import_callable(path, f"baseline {name}")(train, test, spec)),
+            labels,
+        )
+        for name, path in spec.baselines.items()
     }
-    best_name, best = max(baselines.items(), key=lambda kv: kv[1].accuracy)
-    lift = candidate.accuracy - best.accuracy
-
-    gates = [
+    gate_list: list[Gate] = [
         Gate(
             "min_accuracy",
-            candidate.accuracy >= thresholds.min_accuracy,
+            candidate.accuracy >= gates.min_accuracy,
             candidate.accuracy,
-            thresholds.min_accuracy,
+            gates.min_accuracy,
             f"accuracy {candidate.accuracy:.3f}",
         ),
         Gate(
             "min_macro_f1",
-            candidate.macro_f1 >= thresholds.min_macro_f1,
+            candidate.macro_f1 >= gates.min_macro_f1,
             candidate.macro_f1,
-            thresholds.min_macro_f1,
+            gates.min_macro_f1,
             f"macro-F1 {candidate.macro_f1:.3f}",
         ),
-        Gate(
-            "beats_baseline",
-            lift >= thresholds.min_baseline_lift,
-            lift,
-            thresholds.min_baseline_lift,
-            f"accuracy {candidate.accuracy:.3f} vs {best_name} baseline {best.accuracy:.3f}",
-        ),
-        convergence_gate(val_loss, convergence_window, thresholds.max_final_loss_change),
     ]
+    if baselines:
+        best_name, best = max(baselines.items(), key=lambda kv: kv[1].accuracy)
+        lift = candidate.accuracy - best.accuracy
+        gate_list.append(
+            Gate(
+                "beats_baseline",
+                lift >= gates.min_baseline_lift,
+                lift,
+                gates.min_baseline_lift,
+                f"accuracy {candidate.accuracy:.3f} vs {best_name} baseline {best.accuracy:.3f}",
+            )
+        )
+    gate_list.append(convergence_gate(val_loss, gates.convergence_window, gates.max_final_loss_change))
     champion_info: dict[str, Any] | None = None
     if champion is not None:
-        version, champion_model = champion
-        champ = score(y_true, champion_model.predict(model_inputs(test)))
+        version, champion_model, champion_inputs = champion
+        champ = score(y_true, _predict(champion_model, test, champion_inputs), labels)
         delta = candidate.macro_f1 - champ.macro_f1
         champion_info = {"version": version, "scores": asdict(champ), "macro_f1_delta": delta}
-        gates.append(
+        gate_list.append(
             Gate(
                 "not_worse_than_champion",
-                delta >= -thresholds.max_champion_regression,
+                delta >= -gates.max_champion_regression,
                 delta,
-                -thresholds.max_champion_regression,
+                -gates.max_champion_regression,
                 f"macro-F1 {candidate.macro_f1:.3f} vs champion {version} {champ.macro_f1:.3f}",
             )
         )
@@ -168,7 +168,8 @@ def evaluate(
         candidate=candidate,
         baselines=baselines,
         champion=champion_info,
-        gates=gates,
-        thresholds=thresholds.model_dump(),
+        gates=gate_list,
+        thresholds=gates.model_dump(),
         test_rows=len(test),
+        labels=labels,
     )

@@ -15,7 +15,7 @@ def evaluation_markdown(ev: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation: {'PASSED' if ev['passed'] else 'REJECTED'}",
         "",
-        f"Test holdout: {ev['test_rows']} tickets.",
+        f"Test holdout: {ev['test_rows']} rows.",
         "",
         "| model | accuracy | macro-F1 |",
         "|---|---|---|",

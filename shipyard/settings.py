@@ -8,66 +8,142 @@ deployed config must fail loudly, not fall back to a default.
 from __future__ import annotations
 
 import os
-from datetime import date
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shipyard.errors import SettingsError
-from shipyard.thresholds import Thresholds
+from shipyard.params import Gates, TrainParams
+from shipyard.project import ProjectSpec, load_project
 
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
 
 
-class SyntheticSettings(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    customers: int = Field(5_000, ge=1)
-    tickets: int = Field(20_000, ge=1)
-    start: date = date(2025, 1, 1)
-    end: date = date(2025, 12, 31)
-    seed: int = 20251
+
+class S3Settings(_Strict):
+    """Where object storage is; credentials are never here, only in the environment (a Secret)."""
+
+    endpoint_url: str | None = Field(None, description="e.g. http://minio.minio:9000; None = AWS.")
+    region: str = "us-east-1"
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SecretRef(_Strict):
+    """An environment variable filled from a Kubernetes Secret key when deployed (never a value)."""
+
+    secret: str = Field(pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
+    key: str
+
+
+class RequestLogSettings(_Strict):
+    directory: str | None = Field(
+        "request_log", description="Relative to the state dir locally; None disables the request log."
+    )
+    batch: int = Field(256, ge=1)
+    flush_seconds: float = Field(1.0, gt=0)
+
+
+class ServingSettings(_Strict):
+    host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 inside a pod.")
+    port: int = Field(8080, ge=1, le=65535)
+    threads: int = Field(1, ge=1, le=64)
+    feature_lookup: bool = True
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    request_log: RequestLogSettings = RequestLogSettings()
+
+
+class Settings(_Strict):
+    """Everything that differs between environments, in one validated object."""
 
     environment: str
     namespace: str | None = Field(None, description="Kubernetes namespace; None when running locally.")
+    project: str = Field(description="The project package (it exposes PROJECT), e.g. my_project.")
     feature_repo: Path = Path("feature_repo")
     feature_store_yaml: str = Field("feature_store.yaml", description="Relative to feature_repo.")
-    feature_service: str = "ticket_routing_v1"
+    feature_service: str | None = Field(None, description="None: the project's feature service.")
     data_dir: Path = Field(Path("feature_repo/data"), description="Where the source tables live.")
-    model_registry: str = Field(".shipyard/models", description="Local path (fsspec URIs later).")
+    data: dict[str, Any] = Field(default_factory=dict, description="Options of the project's generator.")
+    state_dir: Path = Field(Path(".shipyard"), description="Local state: request logs, caches.")
+    model_registry: str = Field(".shipyard/models", description="A path, file:// or s3:// URI.")
     pipeline_root: str = ".shipyard/pipeline_root"
-    seed: int = 7
-    synthetic: SyntheticSettings = SyntheticSettings()
-    thresholds: Thresholds = Thresholds()
+    s3: S3Settings = S3Settings()
+    train: TrainParams = TrainParams()
+    gates: Gates = Gates()
+    promote: bool = Field(True, description="False: gated candidates wait for a promotion PR.")
+    serving: ServingSettings = ServingSettings()
+    secrets: dict[str, SecretRef] = Field(
+        default_factory=dict, description="Environment variable -> Secret key, for deployed pods."
+    )
 
     def resolve(self, root: Path) -> Settings:
         """Anchor relative local paths at `root` (the project checkout) so cwd does not matter."""
-        registry = self.model_registry
-        if "://" not in registry and not Path(registry).is_absolute():
-            registry = str(root / registry)
-        pipeline_root = self.pipeline_root
-        if "://" not in pipeline_root and not Path(pipeline_root).is_absolute():
-            pipeline_root = str(root / pipeline_root)
+
+        def anchor(value: str) -> str:
+            return value if "://" in value or Path(value).is_absolute() else str(root / value)
+
         return self.model_copy(
             update={
                 "feature_repo": root / self.feature_repo,
                 "data_dir": root / self.data_dir,
-                "model_registry": registry,
-                "pipeline_root": pipeline_root,
+                "state_dir": root / self.state_dir,
+                "model_registry": anchor(self.model_registry),
+                "pipeline_root": anchor(self.pipeline_root),
             }
         )
 
+    @property
+    def spec(self) -> ProjectSpec:
+        return load_project(self.project)
+
+    @property
+    def service(self) -> str:
+        return self.feature_service or self.spec.feature_service
+
+    def storage_env(self) -> dict[str, str]:
+        """What the S3 client in every step and server reads (credentials come from Secrets)."""
+        env = {"AWS_DEFAULT_REGION": self.s3.region}
+        if self.s3.endpoint_url:
+            env["AWS_ENDPOINT_URL_S3"] = self.s3.endpoint_url
+        return env
+
+
+def pipeline_arguments(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The one mapping from an environment's settings to the training pipeline's parameters."""
+    args: dict[str, Any] = {
+        "project": settings.project,
+        "source_dir": str(settings.data_dir),
+        "feature_repo": str(settings.feature_repo),
+        "feature_store_yaml": settings.feature_store_yaml,
+        "feature_service": settings.service,
+        "model_registry": settings.model_registry,
+        "train_params": settings.train.model_dump(mode="json"),
+        "gates": settings.gates.model_dump(mode="json"),
+        "promote": settings.promote,
+    }
+    args.update(overrides)
+    return args
+
+
+def settings_schema() -> dict[str, Any]:
+    """The JSON schema of a settings file, for editors, `helm lint` and the chart's ConfigMap."""
+    return Settings.model_json_schema()
+
+
+def environments_dir() -> Path:
+    """Where environment files live: $SHIPYARD_HOME/environments, else ./environments (the checkout)."""
+    return Path(os.environ.get("SHIPYARD_HOME") or Path.cwd()) / "environments"
+
 
 def load_settings(env: str | None = None, path: Path | None = None) -> Settings:
-    """Settings from `path`, else $SHIPYARD_SETTINGS, else the built-in file for the environment.
+    """Settings from `path`, else $SHIPYARD_SETTINGS, else `environments/<env>.yaml` of the checkout.
 
-    The environment is `env`, else $SHIPYARD_ENV, else `local`.
+    The environment is `env`, else $SHIPYARD_ENV, else `local`. A deployment's settings are its own
+    file (a Helm ConfigMap mounted at $SHIPYARD_SETTINGS); the package itself ships only the model,
+    its defaults and its JSON schema.
     """
     env = env or os.environ.get("SHIPYARD_ENV", "local")
     if path is None and os.environ.get("SHIPYARD_SETTINGS"):
@@ -75,13 +151,16 @@ def load_settings(env: str | None = None, path: Path | None = None) -> Settings:
     if path is None:
         if env not in ENVIRONMENTS:
             raise SettingsError(f"unknown environment {env!r}: expected one of {', '.join(ENVIRONMENTS)}")
-        text = resources.files("shipyard.environments").joinpath(f"{env}.yaml").read_text()
-        source = f"built-in settings for {env!r}"
-    else:
+        path = environments_dir() / f"{env}.yaml"
         if not path.exists():
-            raise SettingsError(f"settings file {path} does not exist")
-        text = path.read_text()
-        source = str(path)
+            raise SettingsError(
+                f"no settings for environment {env!r}: {path} does not exist (run from the checkout, "
+                "or set SHIPYARD_HOME or SHIPYARD_SETTINGS)"
+            )
+    if not path.exists():
+        raise SettingsError(f"settings file {path} does not exist")
+    text = path.read_text()
+    source = str(path)
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:

@@ -1,4 +1,4 @@
-"""Train / validation / test split: stratified by department and seeded, so every run of the same
+"""Train / validation / test split: stratified by label and seeded, so every run of the same
 data yields the same holdout and metrics are comparable between a candidate and the champion.
 
 Plain numpy rather than scikit-learn's splitter: the split step runs as its own KFP process, and
@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from shipyard.errors import SourceDataError
-from shipyard.schema import DEPARTMENTS, LABEL
 
 MIN_PER_CLASS = 10
 
@@ -26,25 +25,30 @@ class Split:
 
 
 def split(
-    frame: pd.DataFrame, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 7
+    frame: pd.DataFrame,
+    label: str,
+    classes: tuple[str, ...],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 7,
 ) -> Split:
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 0.9:
         raise ValueError(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) "
             "and leave at least 10 % for training"
         )
-    labels = frame[LABEL].astype(str).to_numpy()
+    labels = frame[label].astype(str).to_numpy()
     counts = pd.Series(labels).value_counts()
-    too_small = [label for label in DEPARTMENTS if counts.get(label, 0) < MIN_PER_CLASS]
+    too_small = [c for c in classes if counts.get(c, 0) < MIN_PER_CLASS]
     if too_small:
         raise SourceDataError(
-            f"column {LABEL!r}: fewer than {MIN_PER_CLASS} labelled tickets for {', '.join(too_small)}; "
-            "a stratified split needs every department"
+            f"column {label!r}: fewer than {MIN_PER_CLASS} labelled rows for {', '.join(too_small)}; "
+            "a stratified split needs every class"
         )
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "val": [], "test": []}
-    for label in sorted(set(labels)):
-        rows = rng.permutation(np.flatnonzero(labels == label))
+    for value in sorted(set(labels)):
+        rows = rng.permutation(np.flatnonzero(labels == value))
         n_test = max(1, round(len(rows) * test_fraction))
         n_val = max(1, round(len(rows) * val_fraction))
         parts["test"].append(rows[:n_test])

@@ -1,8 +1,14 @@
-"""Training: one scikit-learn pipeline over the ticket text and the customer features.
+"""Training: the project's scikit-learn pipeline, fitted epoch by epoch to record a real loss curve.
 
-The classifier is a logistic model fitted by SGD epoch by epoch, so the run records a real loss
-curve (train and validation log-loss per epoch) and stops when validation loss stops improving;
-the curve is what the convergence gate and the model card read.
+The project's model factory builds a `Pipeline` with a `features` step and a `classifier` step whose
+classifier supports `partial_fit` with a probabilistic loss. The loop here is the platform's: it
+records train and validation log-loss per epoch and stops when validation loss stops improving, so
+the convergence gate and the model card read the same curve for every project.
+
+Which columns the model reads is derived, not declared twice: every column of the training set that
+is not bookkeeping (event id, entity key, timestamps, label) is an input, typed by the project's
+request fields (`text`) and the column dtypes (strings are categorical, the rest numeric). The same
+`ModelInputs` is stored in the version's input contract, so the server assembles identical frames.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import json
 import platform
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -19,79 +26,69 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import log_loss
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from shipyard.artifacts import MODEL_FILE, TRAINING_FILE
-from shipyard.features import TEXT_FEATURES
+from shipyard.errors import ProjectError
 from shipyard.params import TrainParams
-from shipyard.schema import CATEGORICAL_FEATURES, DEPARTMENTS, LABEL, NUMERIC_BATCH_FEATURES, TEXT
+from shipyard.project import ProjectSpec, import_callable
+from shipyard.records import TrainingRecord
 
-NUMERIC_FEATURES = (*NUMERIC_BATCH_FEATURES, *TEXT_FEATURES)
-MODEL_INPUTS = (TEXT, *CATEGORICAL_FEATURES, *NUMERIC_FEATURES)
 TRACKED_LIBRARIES = ("scikit-learn", "numpy", "pandas", "feast", "kfp", "shipyard")
+MISSING_CATEGORY = "missing"
 
-__all__ = [
-    "MODEL_INPUTS",
-    "TrainParams",
-    "TrainingRecord",
-    "build_pipeline",
-    "load_model",
-    "model_inputs",
-    "save",
-    "train",
-]
+__all__ = ["ModelInputs", "TrainingRecord", "load_model", "prepare", "save", "train"]
 
 
-@dataclass
-class TrainingRecord:
-    params: dict[str, Any]
-    data_hash: str
-    git_commit: str
-    libraries: dict[str, str]
-    python: str
-    rows: dict[str, int]
-    training_seconds: float
-    epochs: int
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
+@dataclass(frozen=True)
+class ModelInputs:
+    """The model's input columns, grouped by how a pipeline encodes them."""
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    text: tuple[str, ...]
+    categorical: tuple[str, ...]
+    numeric: tuple[str, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.text, *self.categorical, *self.numeric)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"text": list(self.text), "categorical": list(self.categorical), "numeric": list(self.numeric)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ModelInputs:
+        return cls(tuple(raw["text"]), tuple(raw["categorical"]), tuple(raw["numeric"]))
+
+    @classmethod
+    def derive(cls, frame: pd.DataFrame, spec: ProjectSpec) -> ModelInputs:
+        bookkeeping = {spec.event_id, spec.entity_key, spec.timestamp, spec.label}
+        if spec.label_available_at:
+            bookkeeping.add(spec.label_available_at)
+        bookkeeping |= {f.name for f in spec.request if f.type == "timestamp"}
+        text, categorical, numeric = [], [], []
+        for col in frame.columns:
+            if col in bookkeeping:
+                continue
+            if col in spec.text_fields:
+                text.append(col)
+            elif pd.api.types.is_bool_dtype(frame[col]) or pd.api.types.is_numeric_dtype(frame[col]):
+                numeric.append(col)
+            else:
+                categorical.append(col)
+        if not (text or categorical or numeric):
+            raise ProjectError(f"project {spec.name}: the training set has no model input columns")
+        return cls(tuple(text), tuple(categorical), tuple(numeric))
 
 
-def build_pipeline(params: TrainParams) -> Pipeline:
-    numeric = Pipeline(
-        [("impute", SimpleImputer(strategy="median", add_indicator=True)), ("scale", StandardScaler())]
-    )
-    features = ColumnTransformer(
-        [
-            (
-                "text",
-                TfidfVectorizer(ngram_range=(1, params.ngram_max), min_df=params.min_df, sublinear_tf=True),
-                TEXT,
-            ),
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL_FEATURES)),
-            ("numeric", numeric, list(NUMERIC_FEATURES)),
-        ]
-    )
-    # Averaged SGD: the averaged weights give a smooth loss curve, so convergence is measurable.
-    classifier = SGDClassifier(loss="log_loss", alpha=params.alpha, average=True, random_state=params.seed)
-    return Pipeline([("features", features), ("classifier", classifier)])
-
-
-def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns the pipeline reads, with missing values as NaN (not pd.NA) for scikit-learn."""
-    out = frame[list(MODEL_INPUTS)].copy()
-    out[TEXT] = out[TEXT].astype(object).fillna("")
-    for col in CATEGORICAL_FEATURES:
-        out[col] = out[col].astype(object).where(out[col].notna(), "missing")
-    for col in NUMERIC_FEATURES:
+def prepare(frame: pd.DataFrame, inputs: ModelInputs) -> pd.DataFrame:
+    """The input columns with missing values as scikit-learn expects them (NaN, a 'missing' category)."""
+    out = frame.reindex(columns=list(inputs.columns)).copy()
+    for col in inputs.text:
+        out[col] = out[col].astype(object).where(out[col].notna(), "")
+    for col in inputs.categorical:
+        out[col] = out[col].astype(object).where(out[col].notna(), MISSING_CATEGORY)
+    for col in inputs.numeric:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     return out
 
@@ -116,18 +113,37 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def build_model(spec: ProjectSpec, inputs: ModelInputs, params: TrainParams) -> Pipeline:
+    factory = import_callable(spec.model, f"project {spec.name}: model factory")
+    hyper = {**spec.hyperparameters, **params.hyperparameters, "seed": params.seed}
+    model = factory(inputs, hyper)
+    if not isinstance(model, Pipeline) or set(model.named_steps) != {"features", "classifier"}:
+        raise ProjectError(
+            f"model factory {spec.model!r} must return a sklearn Pipeline with steps 'features' and "
+            "'classifier'"
+        )
+    if not hasattr(model.named_steps["classifier"], "partial_fit"):
+        raise ProjectError(f"model factory {spec.model!r}: the classifier must support partial_fit")
+    return model
+
+
 def train(
-    train_frame: pd.DataFrame, val_frame: pd.DataFrame, params: TrainParams, data_hash: str = ""
+    train_frame: pd.DataFrame,
+    val_frame: pd.DataFrame,
+    spec: ProjectSpec,
+    params: TrainParams,
+    data_hash: str = "",
 ) -> tuple[Pipeline, TrainingRecord]:
     started = time.perf_counter()
-    pipeline = build_pipeline(params)
+    inputs = ModelInputs.derive(train_frame, spec)
+    pipeline = build_model(spec, inputs, params)
     features = pipeline.named_steps["features"]
-    classifier: SGDClassifier = pipeline.named_steps["classifier"]
-    x_train = features.fit_transform(model_inputs(train_frame))
-    x_val = features.transform(model_inputs(val_frame))
-    y_train = train_frame[LABEL].astype(str).to_numpy()
-    y_val = val_frame[LABEL].astype(str).to_numpy()
-    classes = np.array(DEPARTMENTS)
+    classifier = pipeline.named_steps["classifier"]
+    x_train = features.fit_transform(prepare(train_frame, inputs))
+    x_val = features.transform(prepare(val_frame, inputs))
+    y_train = train_frame[spec.label].astype(str).to_numpy()
+    y_val = val_frame[spec.label].astype(str).to_numpy()
+    classes = np.array(spec.classes)
 
     rng = np.random.default_rng(params.seed)
     train_loss: list[float] = []
@@ -148,7 +164,9 @@ def train(
                 break
 
     record = TrainingRecord(
-        params=asdict(params),
+        params=params.model_dump(exclude={"hyperparameters"}),
+        hyperparameters={**spec.hyperparameters, **params.hyperparameters},
+        inputs=inputs.to_json(),
         data_hash=data_hash,
         git_commit=git_commit(),
         libraries=library_versions(),
@@ -165,7 +183,7 @@ def train(
 def save(pipeline: Pipeline, record: TrainingRecord, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, out_dir / MODEL_FILE, compress=3)
-    (out_dir / TRAINING_FILE).write_text(json.dumps(record.to_json(), indent=2, sort_keys=True) + "\n")
+    (out_dir / TRAINING_FILE).write_text(json.dumps(record.model_dump(), indent=2, sort_keys=True) + "\n")
 
 
 def load_model(model_dir: Path) -> Pipeline:

@@ -2,87 +2,34 @@
 
 Structural problems (a missing column, a wrong type, an unknown label) always fail: no threshold
 makes them safe. Value-level rules (ranges, missing values) fail only beyond a rate, because real
-feeds are never perfectly clean and one bad row should not stop a retraining.
+feeds are never perfectly clean and one bad row should not stop a retraining. The rules themselves
+belong to a project (`ProjectSpec.validation`); this module only applies them and reports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from shipyard.errors import DataValidationError
-from shipyard.schema import (
-    ACTIVITY_FILE,
-    CREATED,
-    DEPARTMENTS,
-    ENTITY_KEY,
-    LABEL,
-    MAX_TEXT_LENGTH,
-    PROFILE_FILE,
-    REGIONS,
-    SEGMENTS,
-    TEXT,
-    TICKETS_FILE,
-    TIMESTAMP,
-)
 
-# Rules whose failure is structural: no violation rate makes these acceptable. An unknown label is
-# structural too: it means the label set changed, which needs a new model, not a tolerance.
+# Rules whose failure is structural: no violation rate makes these acceptable.
 STRUCTURAL = {"column_in_dataframe", "dtype", "unique", "not_nullable", "column_in_schema"}
-STRUCTURAL_COLUMNS = {(TICKETS_FILE, LABEL)}
-
-_UTC = pd.DatetimeTZDtype(tz="UTC")
 
 
-def _finite() -> pa.Check:
-    return pa.Check(lambda s: ~np.isinf(s.astype("float64")), name="finite", ignore_na=True)
+@dataclass(frozen=True)
+class ValidationRules:
+    """A project's rules: one pandera schema per table (keyed by the spec's table names), columns
+    allowed to be missing up to a rate, and columns whose every violation is structural (e.g. an
+    unknown label means the label set changed, which needs a new model, not a tolerance)."""
 
-
-SCHEMAS: dict[str, pa.DataFrameSchema] = {
-    TICKETS_FILE: pa.DataFrameSchema(
-        {
-            "ticket_id": pa.Column(str, unique=True),
-            ENTITY_KEY: pa.Column("int64", pa.Check.gt(0)),
-            TIMESTAMP: pa.Column(_UTC),
-            TEXT: pa.Column(str, pa.Check.str_length(1, MAX_TEXT_LENGTH)),
-            LABEL: pa.Column(str, pa.Check.isin(DEPARTMENTS)),
-            "label_available_at": pa.Column(_UTC),
-        },
-        checks=[pa.Check(lambda df: df["label_available_at"] >= df[TIMESTAMP], name="label_after_ticket")],
-        coerce=False,
-    ),
-    PROFILE_FILE: pa.DataFrameSchema(
-        {
-            ENTITY_KEY: pa.Column("int64", pa.Check.gt(0)),
-            TIMESTAMP: pa.Column(_UTC),
-            CREATED: pa.Column(_UTC),
-            "region": pa.Column(str, pa.Check.isin(REGIONS)),
-            "segment": pa.Column(str, pa.Check.isin(SEGMENTS)),
-            "is_employee": pa.Column("int64", pa.Check.isin([0, 1])),
-            "account_age_days": pa.Column("int64", pa.Check.in_range(0, 36_500)),
-            "num_products": pa.Column("int64", pa.Check.in_range(0, 100)),
-        },
-        unique=[ENTITY_KEY, TIMESTAMP],
-    ),
-    ACTIVITY_FILE: pa.DataFrameSchema(
-        {
-            ENTITY_KEY: pa.Column("int64", pa.Check.gt(0)),
-            TIMESTAMP: pa.Column(_UTC),
-            CREATED: pa.Column(_UTC),
-            "open_invoices": pa.Column("int64", pa.Check.ge(0)),
-            "recent_orders_30d": pa.Column("int64", pa.Check.ge(0)),
-            "failed_logins_7d": pa.Column("int64", pa.Check.ge(0)),
-            "days_since_last_payment": pa.Column("float64", [pa.Check.ge(0), _finite()], nullable=True),
-        },
-        unique=[ENTITY_KEY, TIMESTAMP],
-    ),
-}
-# Columns allowed to be missing, and how often.
-MAX_MISSING_RATE: dict[tuple[str, str], float] = {(ACTIVITY_FILE, "days_since_last_payment"): 0.05}
+    schemas: Mapping[str, pa.DataFrameSchema]
+    max_missing_rate: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    structural_columns: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass
@@ -136,13 +83,17 @@ class ValidationReport:
             raise DataValidationError(f"data validation failed: {detail}")
 
 
-def validate_table(name: str, frame: pd.DataFrame, max_violation_rate: float) -> list[Finding]:
-    schema = SCHEMAS[name]
+def validate_table(
+    name: str, frame: pd.DataFrame, rules: ValidationRules, max_violation_rate: float
+) -> list[Finding]:
+    if name not in rules.schemas:
+        raise DataValidationError(f"table {name!r}: the project's validation rules have no schema for it")
+    schema = rules.schemas[name]
     # String columns arrive as pandas' "string" dtype from parquet; pandera's `str` means object.
     frame = frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
     findings: list[Finding] = []
     n = max(len(frame), 1)
-    for (table, column), allowed in MAX_MISSING_RATE.items():
+    for (table, column), allowed in rules.max_missing_rate.items():
         if table == name and column in frame:
             missing = int(frame[column].isna().sum())
             findings.append(Finding(name, column, "missing_rate", missing, missing / n, allowed))
@@ -156,7 +107,7 @@ def validate_table(name: str, frame: pd.DataFrame, max_violation_rate: float) ->
         for (column, check), group in cases.groupby(["column", "check"], sort=True):
             rule = _rule_name(str(check))
             failures = int(group["index"].nunique()) if group["index"].notna().any() else len(frame)
-            structural = rule.split(" ")[0] in STRUCTURAL or (name, str(column)) in STRUCTURAL_COLUMNS
+            structural = rule.split(" ")[0] in STRUCTURAL or (name, str(column)) in rules.structural_columns
             allowed = 0.0 if structural else max_violation_rate
             findings.append(Finding(name, str(column), rule, failures, failures / n, allowed))
     return findings
@@ -171,8 +122,10 @@ def _rule_name(check: str) -> str:
     return check
 
 
-def validate(tables: dict[str, pd.DataFrame], max_violation_rate: float = 0.001) -> ValidationReport:
+def validate(
+    tables: Mapping[str, pd.DataFrame], rules: ValidationRules, max_violation_rate: float = 0.001
+) -> ValidationReport:
     report = ValidationReport(rows={name: len(frame) for name, frame in tables.items()})
     for name, frame in tables.items():
-        report.findings.extend(validate_table(name, frame, max_violation_rate))
+        report.findings.extend(validate_table(name, frame, rules, max_violation_rate))
     return report

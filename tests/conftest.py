@@ -6,9 +6,12 @@ is a failure, so a green CI always means every test really ran.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from tests.support import IN_CI
+from tests.s3server import S3Server, minio_available
+from tests.support import IN_CI, require
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -18,6 +21,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for tier in ("unit", "integration", "k8s"):
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A real S3 server (MinIO from `make k8s-tools`) for the whole session; stopped and wiped after.
+
+    Tests isolate themselves with `s3.new_bucket()` and connect with `s3.storage_options` (s3fs) or
+    `s3.env()` (subprocesses).
+    """
+    require(minio_available(), "minio is not built (make k8s-tools)")
+    with S3Server() as server:
+        yield server
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

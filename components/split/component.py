@@ -8,19 +8,24 @@ __all__ = ["split"]
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def split(
+    project: str,
     dataset: Input[Dataset],
-    val_fraction: float,
-    test_fraction: float,
-    seed: int,
+    train_params: dict,
     train: Output[Dataset],
     validation: Output[Dataset],
     test: Output[Dataset],
 ) -> None:
     """Stratified, seeded train / validation / test holdout."""
+    from shipyard.params import TrainParams, parse
     from shipyard.steps import split_step
 
     sizes = split_step(
-        dataset.path, train.path, validation.path, test.path, val_fraction, test_fraction, seed
+        project,
+        dataset.path,
+        train.path,
+        validation.path,
+        test.path,
+        parse(TrainParams, train_params, "train_params"),
     )
     train.metadata["rows"] = sizes["train"]
     validation.metadata["rows"] = sizes["val"]

@@ -8,29 +8,29 @@ __all__ = ["train"]
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def train(
+    project: str,
     train: Input[Dataset],
     validation: Input[Dataset],
     data_hash: str,
-    alpha: float,
-    max_epochs: int,
-    seed: int,
+    train_params: dict,
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> None:
-    """Fit the scikit-learn pipeline; record params, versions, timing and the loss curve."""
-    from shipyard.params import TrainParams
+    """Fit the project's scikit-learn pipeline; record params, versions, timing and the loss curve."""
+    from shipyard.params import TrainParams, parse
     from shipyard.steps import train_step
 
     record = train_step(
+        project,
         train.path,
         validation.path,
         model.path,
         data_hash,
-        TrainParams(alpha=alpha, max_epochs=max_epochs, seed=seed),
+        parse(TrainParams, train_params, "train_params"),
     )
     model.metadata["framework"] = "scikit-learn"
-    model.metadata["git_commit"] = record["git_commit"]
-    metrics.log_metric("training_seconds", record["training_seconds"])
-    metrics.log_metric("epochs", record["epochs"])
-    metrics.log_metric("final_train_loss", record["train_loss"][-1])
-    metrics.log_metric("final_val_loss", record["val_loss"][-1])
+    model.metadata["git_commit"] = record.git_commit
+    metrics.log_metric("training_seconds", record.training_seconds)
+    metrics.log_metric("epochs", record.epochs)
+    metrics.log_metric("final_train_loss", record.train_loss[-1])
+    metrics.log_metric("final_val_loss", record.val_loss[-1])

@@ -8,15 +8,14 @@ __all__ = ["validate"]
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def validate(
-    tickets: Input[Dataset],
-    customer_profile: Input[Dataset],
-    customer_activity: Input[Dataset],
-    max_violation_rate: float,
+    project: str,
+    events: Input[Dataset],
+    features: Input[Dataset],
+    gates: dict,
     report: Output[Markdown],
 ) -> int:
-    """Schema and quality rules; writes the report, then fails the run naming column and rule."""
+    """The project's schema and quality rules; writes the report, then fails naming column and rule."""
+    from shipyard.params import Gates, parse
     from shipyard.steps import validate_step
 
-    return validate_step(
-        tickets.path, customer_profile.path, customer_activity.path, report.path, max_violation_rate
-    )
+    return validate_step(project, events.path, features.path, report.path, parse(Gates, gates, "gates"))

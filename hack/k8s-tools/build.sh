@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes binaries the k8s test tier runs (kube-apiserver, kubectl, etcd, helm)
-# and fetches the KServe CRDs, all into <repo>/.tools/ (git-ignored). Versions: versions.env.
+# Builds the real Kubernetes binaries the k8s test tier runs (kube-apiserver, kubectl, etcd, helm),
+# fetches the KServe CRDs and builds the S3 server the tests use (minio), all into <repo>/.tools/
+# (git-ignored). Versions: versions.env.
 #
 #   make k8s-tools                         # build what is missing or out of date
 #   FORCE=1 bash hack/k8s-tools/build.sh   # rebuild everything
+#   bash hack/k8s-tools/build.sh minio     # only these: kubernetes etcd helm kserve-crds minio
 #
 # Why a tools module per upstream module: `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` is
 # refused because k8s.io/kubernetes' go.mod replaces its k8s.io/* staging modules with local paths
@@ -11,6 +13,8 @@
 # module and turns every local-path replace of a module it requires into a replace by the matching
 # published tag. That list is derived from the upstream go.mod, never typed, and the generated
 # go.mod/go.sum are committed so every build verifies the exact same module graph.
+# minio needs none: its go.mod has no replace directives, so `go install module@version` builds it
+# against its own go.sum.
 #
 # Each tool has a stamp in .tools/stamps/ holding its version and a hash of everything that shapes
 # the binary (this script, its tools go.mod/go.sum, the Go version), so a rerun is instant. Modules
@@ -247,9 +251,53 @@ fetch_kserve_crds() {
   echo "$want" >"$stamps/kserve-crds"
 }
 
+# --- minio (the S3 server of the tests' `s3` fixture) ------------------------------------------------
+build_minio() {
+  local v=$MINIO_VERSION module=github.com/minio/minio
+  local want
+  want="$(stamp minio "$v")"
+  if fresh minio "$want" "$bin/minio"; then
+    log "minio $v is up to date"
+    return
+  fi
+  log "building minio $v (cold: ~3-4 min on 2 cores; from the Go build cache: ~10 s)"
+  local started=$SECONDS
+  # The version flags of minio's buildscripts/gen-ldflags.go, so `minio --version` and the server's
+  # release date are the commit's (left unset they read DEVELOPMENT.GOGET). The proxy knows only the
+  # commit's 12-hex prefix, not the full hash. Its Makefile's `-tags kqueue` only matters on BSDs.
+  local released commit flags
+  released="$("$GO" list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' "$module@$v")" ||
+    die "cannot resolve $module@$v through GOPROXY=$("$GO" env GOPROXY)"
+  commit=${v##*-}
+  flags="-X $module/cmd.Version=$released -X $module/cmd.ReleaseTag=DEVELOPMENT.${released//:/-}"
+  flags+=" -X $module/cmd.CommitID=$commit -X $module/cmd.ShortCommitID=$commit"
+  flags+=" -X $module/cmd.CopyrightYear=${released%%-*}"
+  # `go build` does not take module@version, `go install` does but has no -o: install into a temp
+  # GOBIN and move the binary into place.
+  local tmp
+  tmp="$(mktemp -d "$tools/minio-build.XXXXXX")"
+  GOBIN="$tmp" "$GO" install -trimpath -ldflags "-s -w $flags" "$module@$v" || {
+    rm -rf "$tmp"
+    die "building $module@$v failed (see above)"
+  }
+  mv -f "$tmp/minio" "$bin/minio"
+  rm -rf "$tmp"
+  log "built $bin/minio in $((SECONDS - started))s"
+  echo "$want" >"$stamps/minio"
+}
+
 log "Go: $go_version ($GO), GOPROXY=$("$GO" env GOPROXY)"
-build_kubernetes
-build_etcd
-build_helm
-fetch_kserve_crds
+all_steps=(kubernetes etcd helm kserve-crds minio)
+steps=("${all_steps[@]}")
+(($# == 0)) || steps=("$@")
+for step in "${steps[@]}"; do
+  case $step in
+    kubernetes) build_kubernetes ;;
+    etcd) build_etcd ;;
+    helm) build_helm ;;
+    kserve-crds) fetch_kserve_crds ;;
+    minio) build_minio ;;
+    *) die "unknown tool '$step' (known: ${all_steps[*]})" ;;
+  esac
+done
 log "done: $(cd "$bin" && echo *) in ${bin#"$root"/}, CRDs in ${crds#"$root"/}"

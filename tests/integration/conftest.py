@@ -20,7 +20,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
 
 @pytest.fixture(scope="session")
 def server(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(stack, tmp_path_factory.mktemp("server"), "--model-version", stack.version)
+    srv = start_server(stack, tmp_path_factory.mktemp("server"))
     yield srv
     srv.stop()
 

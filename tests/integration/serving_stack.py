@@ -1,34 +1,45 @@
 """Builders for the serving tests: a small trained stack in a temp dir, model servers, redis-server.
 
-Everything is real: synthetic data written as parquet, `feast apply` + materialize into the online
-store, the training steps the pipeline runs, the registry, and the model server started as its own
-process on a free port exactly as `python -m serving` runs in a container.
+Everything is real: the project's synthetic data written as parquet, `feast apply` + materialize into
+the online store, the pipeline's own steps (ingest -> validate -> training_set -> split -> train ->
+evaluate -> register) for the ticket routing project, the registry, and the model server started by
+`serving.process.ServerProcess` as its own process on a free port, exactly as `python -m serving`
+runs in a container: given one fixed version directory and the content hash it must have.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import shutil
 import signal
 import socket
+import stat
 import subprocess
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas as pd
 
-from shipyard import featurestore, steps, synthetic
-from shipyard.schema import ACTIVITY_FILE, PROFILE_FILE, TICKETS_FILE
-from shipyard.thresholds import Thresholds
-from shipyard.training import TrainParams
+from serving.process import ServerProcess, ServerStartError, free_port
+from serving.server import ServeConfig
+from shipyard import featurestore, steps
+from shipyard.params import Gates, TrainParams
+from shipyard.project import load_project
+from shipyard.registry import ModelRegistry
+from ticket_routing import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
-FEATURE_SERVICE = "ticket_routing_v1"
+PROJECT = "ticket_routing"
+SPEC = load_project(PROJECT)
+MODEL = SPEC.name
+FEATURE_SERVICE = SPEC.feature_service
+ENTITY_KEY = SPEC.entity_key
+LABELS = list(SPEC.classes)
 START, END = date(2025, 1, 1), date(2025, 3, 31)
 REPO_FILES = (
     "data_sources.py",
@@ -36,6 +47,14 @@ REPO_FILES = (
     "feature_services.py",
     "feature_views.py",
     "feature_store.yaml",
+)
+# Gates every model passes: these tests are about serving a registered version, not about its quality.
+LENIENT = Gates(
+    min_accuracy=0.0,
+    min_macro_f1=0.0,
+    min_baseline_lift=0.0,
+    max_champion_regression=1.0,
+    max_final_loss_change=1.0,
 )
 
 
@@ -47,18 +66,13 @@ class Stack:
     repo: Path
     registry: Path
     version: str
+    content_hash: str
+    model_dir: Path  # the registered version directory (verified)
     yaml_name: str = "feature_store.yaml"
 
     @property
     def data(self) -> Path:
         return self.repo / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def copy_repo(target: Path) -> Path:
@@ -70,7 +84,7 @@ def copy_repo(target: Path) -> Path:
     return target
 
 
-def materialize_window() -> tuple[Any, Any]:
+def materialize_window() -> tuple[datetime, datetime]:
     """Wide enough for every snapshot the generator writes (the monthly profile one can land after END)."""
     start = pd.Timestamp(START, tz="UTC") - pd.Timedelta(days=60)
     end = pd.Timestamp(END, tz="UTC") + pd.Timedelta(days=40)
@@ -86,46 +100,76 @@ def build_stack(root: Path, customers: int = 400, tickets: int = 4000) -> Stack:
 
     work = root / "work"
     work.mkdir()
-    paths = {name: str(work / name) for name in ("tickets", "profile", "activity", "set", "tr", "va", "te")}
-    ingest = steps.ingest_step(str(repo / "data"), paths["tickets"], paths["profile"], paths["activity"])
-    steps.training_set_step(paths["tickets"], str(repo), "feature_store.yaml", FEATURE_SERVICE, paths["set"])
-    steps.split_step(paths["set"], paths["tr"], paths["va"], paths["te"], 0.15, 0.15, 7)
+    p = {
+        name: str(work / name)
+        for name in ("events.parquet", "features", "report.md", "set.parquet", "model", "eval")
+    }
+    p |= {name: str(work / f"{name}.parquet") for name in ("train", "val", "test")}
     registry = root / "models"
-    steps.train_step(paths["tr"], paths["va"], str(work / "model"), ingest["data_hash"], TrainParams())
-    lenient = Thresholds(
-        min_accuracy=0.0,
-        min_macro_f1=0.0,
-        min_baseline_lift=0.0,
-        max_champion_regression=1.0,
-        max_final_loss_change=1.0,
+    params = TrainParams()
+
+    ingest = steps.ingest_step(PROJECT, str(repo / "data"), p["events.parquet"], p["features"])
+    steps.validate_step(PROJECT, p["events.parquet"], p["features"], p["report.md"], LENIENT)
+    steps.training_set_step(
+        PROJECT,
+        p["events.parquet"],
+        p["features"],
+        str(repo),
+        "feature_store.yaml",
+        FEATURE_SERVICE,
+        p["set.parquet"],
+        LENIENT,
     )
-    steps.evaluate_step(
-        str(work / "model"), paths["te"], paths["tr"], str(registry), lenient, str(work / "eval")
+    steps.split_step(PROJECT, p["set.parquet"], p["train"], p["val"], p["test"], params)
+    steps.train_step(PROJECT, p["train"], p["val"], p["model"], ingest.data_hash, params)
+    steps.evaluate_step(PROJECT, p["model"], p["test"], p["train"], "", "", LENIENT, p["eval"])
+    record = steps.register_step(
+        PROJECT, p["model"], p["eval"], str(registry), FEATURE_SERVICE, ingest.data_hash, promote=True
     )
-    summary = steps.register_step(
-        str(work / "model"), str(work / "eval"), str(registry), FEATURE_SERVICE, ingest["data_hash"], True
+    assert record.status == "champion", record
+    model_dir = ModelRegistry(registry).fetch(record.version)
+    return Stack(
+        root=root,
+        repo=repo,
+        registry=registry,
+        version=record.version,
+        content_hash=record.content_hash,
+        model_dir=model_dir,
     )
-    return Stack(root=root, repo=repo, registry=registry, version=str(summary["version"]))
 
 
 def source_tables(stack: Stack) -> dict[str, pd.DataFrame]:
-    return {name: pd.read_parquet(stack.data / name) for name in (TICKETS_FILE, PROFILE_FILE, ACTIVITY_FILE)}
+    """The project's source tables by file name (`tickets.parquet`, `customer_profile.parquet`, ...)."""
+    return {t.file: pd.read_parquet(stack.data / t.file) for t in SPEC.tables.values()}
 
 
-@dataclass
-class Server:
-    """A model server process; `stop()` sends SIGTERM and waits, as Kubernetes would."""
+def known_entities(stack: Stack, n: int) -> list[int]:
+    """The first `n` entity keys that have features in the online store."""
+    table = next(iter(SPEC.feature_tables.values()))
+    keys = pd.read_parquet(stack.data / table.file, columns=[ENTITY_KEY])[ENTITY_KEY]
+    return sorted(int(c) for c in keys.unique())[:n]
 
-    process: subprocess.Popen[bytes]
-    port: int
-    request_log: Path
-    output: Path
-    model: str = "ticket-router"
-    extra: dict[str, Any] = field(default_factory=dict)
+
+def writable_copy(source: Path, target: Path) -> Path:
+    """A copy of a (read-only) version directory, as a storage initializer would leave it."""
+    shutil.copytree(source, target)
+    for path in target.rglob("*"):
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return target
+
+
+# -- model servers ------------------------------------------------------------------------------------
+class Server(ServerProcess):
+    """`serving.process.ServerProcess` with the few conveniences the tests share."""
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def model(self) -> str:
+        return self.config.model_name
+
+    @property
+    def request_log(self) -> Path:
+        assert self.config.request_log_dir is not None
+        return self.config.request_log_dir
 
     def client(self, timeout: float = 30.0) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout)
@@ -134,73 +178,48 @@ class Server:
         with self.client() as c:
             return c.post(f"/v1/models/{self.model}:predict", json={"instances": instances}, **kw)
 
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return int(self.process.returncode)
-
     def log_text(self) -> str:
-        return self.output.read_text(errors="replace")
+        return self.log_file.read_text(errors="replace")
+
+
+def serve_config(stack: Stack, workdir: Path, **overrides: Any) -> ServeConfig:
+    """The champion of `stack`, as `shipyard serve` would configure it, on a free port."""
+    base = ServeConfig(
+        model_dir=stack.model_dir,
+        content_hash=stack.content_hash,
+        model_name=MODEL,
+        version_label=stack.version,
+        feature_repo=stack.repo,
+        feature_store_yaml=stack.yaml_name,
+        port=0,
+        request_log_dir=workdir / "request_log",
+        request_log_flush_seconds=0.2,
+    )
+    return dataclasses.replace(base, **overrides)
 
 
 def start_server(
     stack: Stack,
     workdir: Path,
-    *args: str,
+    *,
     env: dict[str, str] | None = None,
-    registry: Path | None = None,
-    yaml_name: str | None = None,
+    extra_args: Sequence[str] = (),
     expect_ready: bool = True,
+    **overrides: Any,
 ) -> Server:
+    """Start a server; return once it is ready (or only live, for servers meant not to be ready)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    request_log = workdir / "request_log"
-    output = workdir / "server.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "serving",
-        "--registry",
-        str(registry or stack.registry),
-        "--feature-repo",
-        str(stack.repo),
-        "--feature-store-yaml",
-        yaml_name or stack.yaml_name,
-        "--port",
-        str(port),
-        "--request-log-dir",
-        str(request_log),
-        "--request-log-flush-seconds",
-        "0.2",
-        *args,
-    ]
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
-        )
-    server = Server(process, port, request_log, output)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"model server exited with {process.returncode}:\n{server.log_text()[-4000:]}")
-        try:
-            with server.client(timeout=2) as c:
-                live = c.get("/v2/health/live")
-                ready = c.get("/v2/health/ready")
-            if live.status_code == 200 and (ready.status_code == 200 or not expect_ready):
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    server.stop()
-    raise RuntimeError(f"model server did not become ready:\n{server.log_text()[-4000:]}")
+    server = Server(serve_config(stack, workdir, **overrides), workdir / "server.log", extra_args, env)
+    server.start(wait=False)
+    try:
+        server.wait_ready(90, "/v2/health/ready" if expect_ready else "/v2/health/live")
+    except ServerStartError:
+        server.stop()
+        raise
+    return server
 
 
+# -- redis --------------------------------------------------------------------------------------------
 @dataclass
 class RedisServer:
     """A real `redis-server` on a free loopback port, persisting to its own dir across restarts."""
@@ -215,27 +234,30 @@ class RedisServer:
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "3600 1",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=(self.directory / "redis.log").open("ab"),
-            stderr=subprocess.STDOUT,
-        )
+        with (self.directory / "redis.log").open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--dir",
+                    str(self.directory),
+                    "--save",
+                    "3600 1",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "yes",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {out.name}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
@@ -243,11 +265,16 @@ class RedisServer:
                         return
             except OSError:
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
         """SIGTERM: redis saves its dataset (save is configured) and exits, like a node restart."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-            self.process.wait(20)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.process = None

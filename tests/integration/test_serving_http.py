@@ -12,15 +12,10 @@ import pytest
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from tests.integration.serving_stack import Server, Stack, source_tables
+from tests.integration.serving_stack import LABELS, MODEL, Server, Stack
+from tests.integration.serving_stack import known_entities as known_customers
 
-LABELS = ["accounting", "inventory", "hr", "it"]
 UNKNOWN_CUSTOMER = 9_000_000_001
-
-
-def known_customers(stack: Stack, n: int) -> list[int]:
-    profile = source_tables(stack)["customer_profile.parquet"]
-    return sorted(int(c) for c in profile["customer_id"].unique())[:n]
 
 
 def test_v1_single_and_batch_round_trip(server: Server, stack: Stack) -> None:
@@ -40,7 +35,7 @@ def test_v1_single_and_batch_round_trip(server: Server, stack: Stack) -> None:
     batch = server.v1(rows)
     assert batch.status_code == 200, batch.text
     body = batch.json()
-    assert body["model_name"] == "ticket-router"
+    assert body["model_name"] == MODEL
     assert body["model_version"] == stack.version
     predictions = body["predictions"]
     assert len(predictions) == 3
@@ -51,8 +46,9 @@ def test_v1_single_and_batch_round_trip(server: Server, stack: Stack) -> None:
         assert p["department"] == max(p["probabilities"], key=p["probabilities"].__getitem__)
     # Batching does not change an answer.
     assert predictions[0] == single.json()["predictions"][0]
-    # Documented unknown-customer behaviour: answered with imputed customer features, and flagged.
-    assert [p["customer_found"] for p in predictions] == [True, True, False]
+    # Documented unknown-entity behaviour: answered with imputed customer features, and flagged.
+    assert [p["entity_found"] for p in predictions] == [True, True, False]
+    assert set(predictions[0]) == {"department", "probabilities", "entity_found"}
 
 
 def test_v2_round_trip_echoes_the_request_id(server: Server, stack: Stack) -> None:
@@ -79,7 +75,8 @@ def test_v2_round_trip_echoes_the_request_id(server: Server, stack: Stack) -> No
     assert outputs["department"]["shape"] == [2]
     assert outputs["probabilities"]["shape"] == [2, 4]
     assert outputs["probabilities"]["parameters"]["labels"] == ",".join(LABELS)
-    assert outputs["customer_found"]["data"] == [True, True]
+    assert outputs["entity_found"]["data"] == [True, True]
+    assert outputs["entity_found"]["datatype"] == "BOOL"
     # The same tickets through V1 get the same answers.
     v1 = server.v1(
         [
@@ -149,6 +146,8 @@ def test_probes_and_metadata(server: Server) -> None:
         assert c.get(f"/v2/models/{server.model}/ready").json()["ready"] is True
         meta = c.get(f"/v2/models/{server.model}").json()
         assert [i["name"] for i in meta["inputs"]] == ["customer_id", "ticket_text", "timestamp"]
+        assert [i["datatype"] for i in meta["inputs"]] == ["INT64", "BYTES", "BYTES"]
+        assert [o["name"] for o in meta["outputs"]] == ["department", "probabilities", "entity_found"]
         missing = c.get("/v2/models/no-such-model/ready")
         assert missing.status_code == 404
         assert missing.json()["code"] == "model_not_found"

@@ -21,8 +21,8 @@ from tests.integration.serving_stack import (
     RedisServer,
     Server,
     Stack,
+    known_entities,
     materialize_window,
-    source_tables,
     start_server,
 )
 
@@ -62,11 +62,6 @@ def load_into_redis(stack: Stack, redis: RedisServer, registry_dir: Path) -> Red
     return RedisFeatures(DEPLOYED_YAML, env)
 
 
-def customers(stack: Stack, n: int) -> list[int]:
-    profile = source_tables(stack)["customer_profile.parquet"]
-    return sorted(int(c) for c in profile["customer_id"].unique())[:n]
-
-
 @pytest.fixture(scope="module")
 def redis_features(
     stack: Stack, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
@@ -81,9 +76,7 @@ def redis_model_server(
     srv = start_server(
         stack,
         tmp_path_factory.mktemp("redis-server"),
-        "--model-version",
-        stack.version,
-        yaml_name=redis_features.yaml_name,
+        feature_store_yaml=redis_features.yaml_name,
         env=redis_features.env,
     )
     yield srv
@@ -96,7 +89,7 @@ def test_redis_and_sqlite_servers_give_the_same_answers(
     rows = [
         {"customer_id": c, "ticket_text": text}
         for c, text in zip(
-            customers(stack, 6),
+            known_entities(stack, 6),
             [
                 "invoice 3 overdue",
                 "parcel lost",
@@ -113,7 +106,7 @@ def test_redis_and_sqlite_servers_give_the_same_answers(
     redis = redis_model_server.v1(rows)
     assert sqlite.status_code == redis.status_code == 200, (sqlite.text, redis.text)
     assert redis.json()["predictions"] == sqlite.json()["predictions"]
-    assert [p["customer_found"] for p in redis.json()["predictions"]] == [True] * 6 + [False]
+    assert [p["entity_found"] for p in redis.json()["predictions"]] == [True] * 6 + [False]
     with redis_model_server.client() as c:
         metrics = c.get("/metrics").text
     assert 'online_store="redis"' in metrics
@@ -121,19 +114,17 @@ def test_redis_and_sqlite_servers_give_the_same_answers(
 
 
 def test_redis_down_is_503_and_the_server_recovers_by_itself(stack: Stack, tmp_path: Path) -> None:
-    redis = RedisServer(tmp_path / "redis")
-    redis.start()
-    features = load_into_redis(stack, redis, tmp_path / "registry")
-    server = start_server(
-        stack,
-        tmp_path / "srv",
-        "--model-version",
-        stack.version,
-        yaml_name=features.yaml_name,
-        env=features.env,
-    )
-    row = [{"customer_id": customers(stack, 1)[0], "ticket_text": "my card reader is out of stock"}]
-    try:
+    with contextlib.ExitStack() as cleanup:
+        redis = RedisServer(tmp_path / "redis")
+        redis.start()
+        cleanup.callback(redis.stop)
+        features = load_into_redis(stack, redis, tmp_path / "registry")
+        server = start_server(
+            stack, tmp_path / "srv", feature_store_yaml=features.yaml_name, env=features.env
+        )
+        cleanup.callback(server.stop)
+        row = [{"customer_id": known_entities(stack, 1)[0], "ticket_text": "my card reader is out of stock"}]
+
         healthy = server.v1(row)
         assert healthy.status_code == 200, healthy.text
 
@@ -146,6 +137,8 @@ def test_redis_down_is_503_and_the_server_recovers_by_itself(stack: Stack, tmp_p
         assert "redis" in error["error"] and "Traceback" not in down.text and "127.0.0.1" not in down.text
         with server.client() as c:
             assert c.get("/v2/health/live").status_code == 200
+            metrics = c.get("/metrics").text
+        assert 'shipyard_feature_store_errors_total{store="redis"}' in metrics
         # Still down: every request keeps getting the same clear 503, never a 500 or a hang.
         assert [server.v1(row).json()["code"] for _ in range(3)] == ["feature_store_unavailable"] * 3
 
@@ -159,6 +152,3 @@ def test_redis_down_is_503_and_the_server_recovers_by_itself(stack: Stack, tmp_p
             time.sleep(0.25)
         assert recovered is not None and recovered.status_code == 200, recovered and recovered.text
         assert recovered.json()["predictions"] == healthy.json()["predictions"]
-    finally:
-        server.stop()
-        redis.stop()

@@ -4,7 +4,12 @@ import math
 
 import pandas as pd
 
-from shipyard.features import TEXT_FEATURES, text_features, text_features_frame
+from ticket_routing.features import (
+    TEXT_FEATURES,
+    text_features,
+    text_features_columns,
+    text_features_frame,
+)
 
 
 def test_counts_keywords_per_department_case_insensitively() -> None:
@@ -39,7 +44,8 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
             "department": ["accounting"] * 500 + ["inventory"] * 300 + ["hr"] * 100 + ["it"] * 100,
         }
     )
-    a, b = split(frame, seed=1), split(frame, seed=1)
+    classes = ("accounting", "inventory", "hr", "it")
+    a, b = split(frame, "department", classes, seed=1), split(frame, "department", classes, seed=1)
     assert a.test["ticket_id"].tolist() == b.test["ticket_id"].tolist()
     ids = [set(p["ticket_id"]) for p in (a.train, a.val, a.test)]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
@@ -50,4 +56,10 @@ def test_split_is_stratified_seeded_and_disjoint() -> None:
         "hr": 15,
         "it": 15,
     }
-    assert split(frame, seed=2).test["ticket_id"].tolist() != a.test["ticket_id"].tolist()
+    other = split(frame, "department", classes, seed=2)
+    assert other.test["ticket_id"].tolist() != a.test["ticket_id"].tolist()
+
+
+def test_on_demand_twin_reads_request_columns() -> None:
+    out = text_features_columns({"ticket_text": ["my login fails"], "customer_id": [1]})
+    assert out == text_features(["my login fails"])

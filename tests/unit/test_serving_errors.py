@@ -6,7 +6,7 @@ import pytest
 from kserve import errors as kerrors
 
 from serving import errors
-from serving.metrics import contract_field
+from serving.metrics import contract_field, set_contract_fields
 
 
 @pytest.mark.parametrize(
@@ -43,7 +43,16 @@ def test_unexpected_errors_never_leak_their_message() -> None:
 
 
 def test_violation_labels_are_a_closed_set() -> None:
-    assert contract_field("instances[3].ticket_text") == "ticket_text"
-    assert contract_field("customer_id[12]") == "customer_id"
-    assert contract_field("instances[0].attacker_chosen_name") == "other"
-    assert contract_field(None) == "body"
+    """Label values are the served contract's field names (set at load) plus the envelope's."""
+    try:
+        set_contract_fields(())
+        assert contract_field("instances[3].ticket_text") == "other"  # before a model is loaded
+        set_contract_fields(("customer_id", "ticket_text", "timestamp"))
+        assert contract_field("instances[3].ticket_text") == "ticket_text"
+        assert contract_field("customer_id[12]") == "customer_id"
+        assert contract_field("instances[0].attacker_chosen_name") == "other"
+        assert contract_field("inputs[2].name") == "name"
+        assert contract_field("content-type") == "content-type"
+        assert contract_field(None) == "body"
+    finally:
+        set_contract_fields(())

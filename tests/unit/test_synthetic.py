@@ -6,7 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shipyard.synthetic import SyntheticConfig, existing_config, generate, write
+from shipyard.errors import SourceDataError
+from ticket_routing.synthetic import SyntheticConfig, existing_config, generate, generate_data, write
 
 SMALL = SyntheticConfig(customers=300, tickets=3_000, start=date(2025, 1, 1), end=date(2025, 4, 30))
 
@@ -21,7 +22,7 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
 
 def test_other_seed_other_data() -> None:
     a = generate(SMALL).tickets
-    b = generate(SyntheticConfig(**{**SMALL.__dict__, "seed": 1})).tickets
+    b = generate(SyntheticConfig(**{**SMALL.model_dump(), "seed": 1})).tickets
     assert not a["ticket_text"].equals(b["ticket_text"])
 
 
@@ -40,7 +41,7 @@ def test_tables_are_consistent() -> None:
 
 
 def test_covariate_drift_shifts_features_after_the_date() -> None:
-    drifted = generate(SyntheticConfig(**{**SMALL.__dict__, "covariate_drift_from": date(2025, 3, 1)}))
+    drifted = generate(SyntheticConfig(**{**SMALL.model_dump(), "covariate_drift_from": date(2025, 3, 1)}))
     act = drifted.customer_activity
     after = act["event_timestamp"] >= pd.Timestamp("2025-03-01", tz="UTC")
     assert act.loc[after, "open_invoices"].mean() > 1.5 * act.loc[~after, "open_invoices"].mean()
@@ -50,7 +51,9 @@ def test_covariate_drift_shifts_features_after_the_date() -> None:
 
 def test_concept_drift_moves_inventory_wording_to_accounting() -> None:
     base = generate(SMALL).tickets
-    drifted = generate(SyntheticConfig(**{**SMALL.__dict__, "concept_drift_from": date(2025, 3, 1)})).tickets
+    drifted = generate(
+        SyntheticConfig(**{**SMALL.model_dump(), "concept_drift_from": date(2025, 3, 1)})
+    ).tickets
     assert base["ticket_text"].equals(drifted["ticket_text"])  # same texts, different labels
     late = drifted["event_timestamp"] >= pd.Timestamp("2025-03-01", tz="UTC")
     early_same = (base.loc[~late, "department"] == drifted.loc[~late, "department"]).all()
@@ -65,4 +68,16 @@ def test_concept_drift_moves_inventory_wording_to_accounting() -> None:
 )
 def test_bad_config_names_the_field(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        SyntheticConfig(**kwargs)  # type: ignore[arg-type]
+        SyntheticConfig.model_validate(kwargs)
+
+
+def test_generator_entry_reuses_identical_data_and_names_bad_options(tmp_path: Path) -> None:
+    options = {"customers": "300", "tickets": 3000, "start": "2025-01-01", "end": "2025-04-30"}
+    assert generate_data(tmp_path, options).startswith("generated 3000 tickets")
+    before = (tmp_path / "tickets.parquet").stat().st_mtime_ns
+    assert generate_data(tmp_path, options).startswith("reusing")
+    assert (tmp_path / "tickets.parquet").stat().st_mtime_ns == before
+    with pytest.raises(SourceDataError, match="tickts: Extra inputs are not permitted"):
+        generate_data(tmp_path, {"tickts": 5})
+    with pytest.raises(SourceDataError, match="customers: Input should be greater than or equal to 1"):
+        generate_data(tmp_path, {"customers": 0})

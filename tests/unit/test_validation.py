@@ -5,9 +5,17 @@ import pandas as pd
 import pytest
 
 from shipyard.errors import DataValidationError
-from shipyard.schema import ACTIVITY_FILE, PROFILE_FILE, TICKETS_FILE
-from shipyard.synthetic import SyntheticConfig, generate
-from shipyard.validation import validate
+from shipyard.validation import ValidationReport
+from shipyard.validation import validate as validate_with
+from ticket_routing.schema import ACTIVITY_TABLE as ACTIVITY_FILE
+from ticket_routing.schema import PROFILE_TABLE as PROFILE_FILE
+from ticket_routing.schema import TICKETS_TABLE as TICKETS_FILE
+from ticket_routing.synthetic import SyntheticConfig, generate
+from ticket_routing.validation import RULES
+
+
+def validate(tables: dict[str, pd.DataFrame], max_violation_rate: float = 0.001) -> ValidationReport:
+    return validate_with(tables, RULES, max_violation_rate=max_violation_rate)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +36,7 @@ def test_clean_data_passes(clean: dict[str, pd.DataFrame]) -> None:
     report = validate(clean)
     assert report.failed == []
     report.raise_for_failures()
-    assert "| tickets.parquet | 2000 |" in report.to_markdown()
+    assert "| tickets | 2000 |" in report.to_markdown()
 
 
 def test_unknown_label_fails_even_once(clean: dict[str, pd.DataFrame]) -> None:
@@ -42,7 +50,7 @@ def test_wrong_type_fails(clean: dict[str, pd.DataFrame]) -> None:
     tables = _copy(clean)
     tables[PROFILE_FILE]["num_products"] = tables[PROFILE_FILE]["num_products"].astype("float64")
     with pytest.raises(
-        DataValidationError, match=r"customer_profile.parquet column 'num_products' breaks rule \"dtype"
+        DataValidationError, match=r"customer_profile column 'num_products' breaks rule \"dtype"
     ):
         validate(tables).raise_for_failures()
 
@@ -73,3 +81,8 @@ def test_nan_and_inf_rates(clean: dict[str, pd.DataFrame]) -> None:
     tables = _copy(clean)
     tables[ACTIVITY_FILE].loc[:500, col] = np.inf
     assert any(f.column == col and f.rule == "finite" for f in validate(tables).failed)
+
+
+def test_a_table_without_rules_is_named() -> None:
+    with pytest.raises(DataValidationError, match="table 'refunds'.*no schema"):
+        validate({"refunds": pd.DataFrame({"x": [1]})})

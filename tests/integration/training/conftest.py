@@ -12,12 +12,17 @@ import pandas as pd
 import pytest
 
 from shipyard import featurestore
-from shipyard.settings import Settings, SyntheticSettings, load_settings
+from shipyard.settings import Settings, load_settings
+from ticket_routing import PROJECT
 
 ROOT = Path(__file__).resolve().parents[3]
-SMALL = SyntheticSettings(
-    customers=2_000, tickets=12_000, start=date(2025, 1, 1), end=date(2025, 9, 30), seed=11
-)
+SMALL: dict[str, object] = {
+    "customers": 2_000,
+    "tickets": 12_000,
+    "start": date(2025, 1, 1),
+    "end": date(2025, 9, 30),
+    "seed": 11,
+}
 
 
 @dataclass(frozen=True)
@@ -30,19 +35,19 @@ class Workspace:
         return self.settings.feature_repo
 
 
-def make_workspace(root: Path, synthetic_settings: SyntheticSettings = SMALL) -> Workspace:
+def make_workspace(root: Path, data_options: dict[str, object] = SMALL) -> Workspace:
     """Copy the feature repo (definitions only) into `root` and point local settings at it."""
     shutil.copytree(
         ROOT / "feature_repo", root / "feature_repo", ignore=shutil.ignore_patterns("data", "__pycache__")
     )
-    settings = load_settings("local").model_copy(update={"synthetic": synthetic_settings}).resolve(root)
+    settings = load_settings("local").model_copy(update={"data": data_options}).resolve(root)
     return Workspace(root=root, settings=settings)
 
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     """Generated data, `feast apply` and materialize, shared read-only by the integration tests."""
-    from shipyard.local_run import ensure_data, prepare_features
+    from pipelines.local_run import ensure_data, prepare_features
 
     ws = make_workspace(tmp_path_factory.mktemp("ws"))
     sink = open("/dev/null", "w")  # noqa: SIM115 - progress output is not under test here
@@ -54,5 +59,6 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 
 @pytest.fixture(scope="session")
 def training_frame(workspace: Workspace) -> pd.DataFrame:
-    tickets = pd.read_parquet(workspace.settings.data_dir / "tickets.parquet")
-    return featurestore.training_frame(tickets, workspace.repo, workspace.settings.feature_service)
+    data = workspace.settings.data_dir
+    tickets = pd.read_parquet(data / "tickets.parquet")
+    return featurestore.training_frame(tickets, PROJECT, workspace.repo, data, workspace.settings.service)

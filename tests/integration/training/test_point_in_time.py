@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 
 from shipyard import featurestore
-from shipyard.schema import ACTIVITY_FILE, PROFILE_FILE, TICKETS_FILE
 from tests.integration.training.conftest import ROOT
+from ticket_routing import PROJECT
+from ticket_routing.schema import ACTIVITY_FILE, PROFILE_FILE, TICKETS_FILE
 
 T = pd.Timestamp
 
@@ -74,7 +75,9 @@ def test_feature_written_after_ticket_is_never_used(tmp_path: Path) -> None:
     )
     tickets.to_parquet(repo / "data" / TICKETS_FILE)
     featurestore.apply(repo)
-    frame = featurestore.training_frame(tickets, repo, "ticket_routing_v1").set_index("ticket_id")
+    frame = featurestore.training_frame(tickets, PROJECT, repo, repo / "data", "ticket_routing_v1").set_index(
+        "ticket_id"
+    )
 
     assert frame.loc["a", "open_invoices"] == 3  # one second before the 99 snapshot
     assert frame.loc["b", "open_invoices"] == 99  # one second after it
@@ -90,6 +93,7 @@ def test_training_set_step_reports_dropped_tickets(tmp_path: Path) -> None:
     import pytest
 
     from shipyard.errors import SourceDataError
+    from shipyard.params import Gates
     from shipyard.steps import training_set_step
 
     repo = _repo(tmp_path)
@@ -118,12 +122,53 @@ def test_training_set_step_reports_dropped_tickets(tmp_path: Path) -> None:
     )
     tickets.to_parquet(tmp_path / "tickets.parquet")
     featurestore.apply(repo)
-    with pytest.raises(SourceDataError, match=r"1 of 2 tickets .*customer_activity"):
+    with pytest.raises(SourceDataError, match=r"1 of 2 events .*ticket_routing_v1"):
         training_set_step(
+            "ticket_routing",
             str(tmp_path / "tickets.parquet"),
+            str(repo / "data"),
             str(repo),
             "feature_store.yaml",
             "ticket_routing_v1",
             str(tmp_path / "out.parquet"),
-            max_dropped_rate=0.01,
+            Gates(max_dropped_rate=0.01),
         )
+
+
+def test_training_reads_the_validated_copy_not_the_live_files(tmp_path: Path) -> None:
+    """What is validated is what is hashed is what is trained on: after ingest copied and validated
+    the tables, a change to the live file (a feed landing mid-run) must not reach the training set."""
+    repo = _repo(tmp_path)
+    _activity([(1, "2025-03-01T00:00:00", 3)]).to_parquet(repo / "data" / ACTIVITY_FILE)
+    ts = pd.to_datetime(["2025-02-20T00:00:00"], utc=True)
+    profile = pd.DataFrame(
+        {
+            "customer_id": np.array([1], dtype=np.int64),
+            "event_timestamp": ts,
+            "created": ts,
+            "region": ["north"],
+            "segment": ["retail"],
+            "is_employee": np.array([0], dtype=np.int64),
+            "account_age_days": np.array([1], dtype=np.int64),
+            "num_products": np.array([1], dtype=np.int64),
+        }
+    )
+    profile.to_parquet(repo / "data" / PROFILE_FILE)
+    featurestore.apply(repo)
+    validated = tmp_path / "validated"
+    shutil.copytree(repo / "data", validated, ignore=shutil.ignore_patterns("*.db"))
+    # The live activity table changes after ingest: 3 becomes 42.
+    _activity([(1, "2025-03-01T00:00:00", 42)]).to_parquet(repo / "data" / ACTIVITY_FILE)
+    tickets = pd.DataFrame(
+        {
+            "ticket_id": ["a"],
+            "customer_id": np.array([1], dtype=np.int64),
+            "event_timestamp": pd.to_datetime(["2025-03-02T00:00:00"], utc=True),
+            "ticket_text": ["invoice"],
+            "department": ["accounting"],
+        }
+    )
+    frame = featurestore.training_frame(tickets, PROJECT, repo, validated, "ticket_routing_v1")
+    assert frame["open_invoices"].tolist() == [3]
+    live = featurestore.training_frame(tickets, PROJECT, repo, repo / "data", "ticket_routing_v1")
+    assert live["open_invoices"].tolist() == [42]

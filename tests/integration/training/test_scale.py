@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from shipyard.synthetic import SyntheticConfig, generate, write
+from ticket_routing.synthetic import SyntheticConfig, generate, write
 
 
 def test_generates_a_million_tickets(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Deterministic synthetic data for the reference use case: a bank routing support tickets.
+"""Deterministic synthetic data for ticket routing: a bank routing support tickets.
 
 Both the ticket text and the customer's context at ticket time carry signal, with label noise and
 generic texts, so a majority or keyword baseline is clearly beaten while 100 % accuracy is out of
@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shipyard.schema import (
+from shipyard.errors import SourceDataError
+from ticket_routing.schema import (
     ACTIVITY_FILE,
     CREATED,
     DEPARTMENTS,
@@ -95,31 +98,28 @@ _FILLER: Final = " I have been a customer for many years and expect a quick and 
 _MONTHS: Final = ("january", "february", "march", "april", "may", "june", "july", "august")
 
 
-@dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(BaseModel):
     """What to generate. Drift knobs default to off; dates are inclusive UTC days."""
 
-    customers: int = 5_000
-    tickets: int = 20_000
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers: int = Field(5_000, ge=1)
+    tickets: int = Field(20_000, ge=1)
     start: date = date(2025, 1, 1)
     end: date = date(2025, 12, 31)
     seed: int = 20251
-    label_noise: float = 0.06
+    label_noise: float = Field(0.06, ge=0.0, lt=1.0)
     covariate_drift_from: date | None = None
     concept_drift_from: date | None = None
 
-    def __post_init__(self) -> None:
-        if self.customers < 1:
-            raise ValueError(f"customers must be >= 1, got {self.customers}")
-        if self.tickets < 1:
-            raise ValueError(f"tickets must be >= 1, got {self.tickets}")
+    @model_validator(mode="after")
+    def _dates(self) -> SyntheticConfig:
         if self.end < self.start:
             raise ValueError(f"end ({self.end}) must not be before start ({self.start})")
-        if not 0.0 <= self.label_noise < 1.0:
-            raise ValueError(f"label_noise must be in [0, 1), got {self.label_noise}")
+        return self
 
     def to_json(self) -> dict[str, object]:
-        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in asdict(self).items()}
+        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in self.model_dump().items()}
 
 
 def _utc(d: date) -> pd.Timestamp:
@@ -328,3 +328,18 @@ def existing_config(out_dir: Path) -> dict[str, object] | None:
         return None
     loaded: dict[str, object] = json.loads(manifest.read_text())
     return loaded
+
+
+def generate_data(out_dir: Path, options: Mapping[str, Any]) -> str:
+    """The project's data generator (`ProjectSpec.generator`): generate into `out_dir` unless data
+    generated with identical options is already there. Returns one line saying what happened."""
+    try:
+        cfg = SyntheticConfig.model_validate(dict(options))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SourceDataError(f"data generator options: {problems}") from exc
+    if existing_config(out_dir) == cfg.to_json():
+        return f"reusing {out_dir} ({cfg.tickets} tickets, {cfg.customers} customers)"
+    data = generate(cfg)
+    write(data, cfg, out_dir)
+    return f"generated {cfg.tickets} tickets for {cfg.customers} customers into {out_dir}"

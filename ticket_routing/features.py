@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 import pandas as pd
 
-from shipyard.schema import TEXT
+from ticket_routing.schema import TEXT
 
 # Words a human router looks for. Stems match inflections ("invoiced", "payments").
 KEYWORDS: Final[dict[str, tuple[str, ...]]] = {
@@ -65,3 +65,8 @@ def text_features(texts: Iterable[object]) -> dict[str, list[int]]:
 def text_features_frame(inputs: pd.DataFrame) -> pd.DataFrame:
     """`text_features` for a frame with a `ticket_text` column (Feast's pandas-mode input)."""
     return pd.DataFrame(text_features(inputs[TEXT].tolist()), index=inputs.index).astype("int64")
+
+
+def text_features_columns(columns: Mapping[str, Sequence[object]]) -> dict[str, list[int]]:
+    """The on-demand view's in-process twin for the model server: request columns -> features."""
+    return text_features(columns[TEXT])

@@ -1,7 +1,8 @@
-"""The reference use case's vocabulary, in one place.
+"""Ticket routing's vocabulary, in one place.
 
-The generator, the validation rules, the Feast repo, training and serving all read these names, so a
-renamed column or a new department is a one-line change that every layer sees.
+The project spec, the generator, the validation rules and the Feast repo read these names, so a
+renamed column or a new department is a one-line change that every layer of the use case sees. The
+platform never imports this module: it learns the same facts from `ticket_routing.PROJECT`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ CREATED: Final = "created"
 LABEL: Final = "department"
 TEXT: Final = "ticket_text"
 
-# Source tables (parquet files in the data directory; the Feast file sources point at the same files).
+# Source tables: names in the project spec, and their parquet files in the data directory (the Feast
+# file sources point at the same files, relative to the feature repo).
+TICKETS_TABLE: Final = "tickets"
+PROFILE_TABLE: Final = "customer_profile"
+ACTIVITY_TABLE: Final = "customer_activity"
 TICKETS_FILE: Final = "tickets.parquet"
 PROFILE_FILE: Final = "customer_profile.parquet"
 ACTIVITY_FILE: Final = "customer_activity.parquet"
@@ -27,15 +32,15 @@ SOURCE_FILES: Final = (TICKETS_FILE, PROFILE_FILE, ACTIVITY_FILE)
 TICKET_COLUMNS: Final = {
     "ticket_id": "string",
     ENTITY_KEY: "int64",
-    TIMESTAMP: "datetime64[ns, UTC]",
+    TIMESTAMP: "timestamp",
     TEXT: "string",
     LABEL: "string",
-    "label_available_at": "datetime64[ns, UTC]",
+    "label_available_at": "timestamp",
 }
 PROFILE_COLUMNS: Final = {
     ENTITY_KEY: "int64",
-    TIMESTAMP: "datetime64[ns, UTC]",
-    CREATED: "datetime64[ns, UTC]",
+    TIMESTAMP: "timestamp",
+    CREATED: "timestamp",
     "region": "string",
     "segment": "string",
     "is_employee": "int64",
@@ -44,8 +49,8 @@ PROFILE_COLUMNS: Final = {
 }
 ACTIVITY_COLUMNS: Final = {
     ENTITY_KEY: "int64",
-    TIMESTAMP: "datetime64[ns, UTC]",
-    CREATED: "datetime64[ns, UTC]",
+    TIMESTAMP: "timestamp",
+    CREATED: "timestamp",
     "open_invoices": "int64",
     "recent_orders_30d": "int64",
     "failed_logins_7d": "int64",
@@ -53,16 +58,3 @@ ACTIVITY_COLUMNS: Final = {
 }
 
 MAX_TEXT_LENGTH: Final = 5_000
-
-# Features the model consumes, grouped by how they are encoded. The batch ones come from Feast
-# feature views; the text ones from the on-demand feature view (shipyard.features).
-CATEGORICAL_FEATURES: Final = ("region", "segment")
-NUMERIC_BATCH_FEATURES: Final = (
-    "is_employee",
-    "account_age_days",
-    "num_products",
-    "open_invoices",
-    "recent_orders_30d",
-    "failed_logins_7d",
-    "days_since_last_payment",
-)

@@ -1,16 +1,17 @@
 """`shipyard run`: the whole loop on one machine, with no cluster.
 
-Generates the synthetic data when absent (or generated with other arguments), applies and
+Generates the project's data when absent (or generated with other options), applies and
 materializes the Feast repo, then runs the compiled-from-source training pipeline with KFP's own
 local runner (`kfp.local.SubprocessRunner`): each component runs as a separate process exactly as
-its container would, passing artifacts through the pipeline root.
+its container would, passing artifacts through the pipeline root. Steps report progress and
+failures as structured events ($SHIPYARD_EVENTS), which is what this runner reads; their
+terminal output is only shown.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import re
+import os
 import sys
 import time
 import warnings
@@ -19,12 +20,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from shipyard import featurestore, synthetic
+from shipyard import featurestore
 from shipyard.errors import ShipyardError
-from shipyard.schema import ACTIVITY_FILE, PROFILE_FILE, TIMESTAMP
-from shipyard.settings import Settings
-
-_ERROR_LINE = re.compile(r"shipyard\.errors\.(\w+): (.*)")
+from shipyard.project import import_callable
+from shipyard.records import EVENTS_ENV, RegisterRecord, read_events, read_record
+from shipyard.settings import Settings, pipeline_arguments
 
 
 class PipelineFailedError(ShipyardError):
@@ -33,40 +33,33 @@ class PipelineFailedError(ShipyardError):
 
 @dataclass(frozen=True)
 class RunResult:
-    summary: dict[str, Any]
+    summary: RegisterRecord
     seconds: dict[str, float]
 
 
-def synthetic_config(settings: Settings) -> synthetic.SyntheticConfig:
-    s = settings.synthetic
-    return synthetic.SyntheticConfig(
-        customers=s.customers, tickets=s.tickets, start=s.start, end=s.end, seed=s.seed
-    )
-
-
-def ensure_data(settings: Settings, say: TextIO) -> bool:
-    """Generate the source tables unless identical ones are already there. True if generated."""
-    cfg = synthetic_config(settings)
-    if synthetic.existing_config(settings.data_dir) == cfg.to_json():
-        say.write(f"data: reusing {settings.data_dir} ({cfg.tickets} tickets, {cfg.customers} customers)\n")
-        return False
-    say.write(
-        f"data: generating {cfg.tickets} tickets for {cfg.customers} customers into {settings.data_dir}\n"
-    )
-    synthetic.write(synthetic.generate(cfg), cfg, settings.data_dir)
-    return True
+def ensure_data(settings: Settings, say: TextIO) -> None:
+    """Run the project's data generator (it reuses identical data) when the project has one."""
+    spec = settings.spec
+    if spec.generator is None:
+        say.write(f"data: project {spec.name} has no generator; using {settings.data_dir} as it is\n")
+        return
+    generate = import_callable(spec.generator, f"project {spec.name}: data generator")
+    say.write(f"data: {generate(settings.data_dir, settings.data)}\n")
 
 
 def prepare_features(settings: Settings, say: TextIO) -> None:
     """feast apply + materialize the whole span of the snapshot tables, so the online store holds
-    each customer's latest snapshot whatever window the data was generated for."""
+    each entity's latest snapshot whatever window the data was generated for."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    spec = settings.spec
     featurestore.apply(settings.feature_repo, settings.feature_store_yaml)
     stamps = [
-        pq.read_table(settings.data_dir / name, columns=[TIMESTAMP])[TIMESTAMP]
-        for name in (PROFILE_FILE, ACTIVITY_FILE)
+        pq.read_table(settings.data_dir / table.file, columns=[spec.timestamp_of(name)])[
+            spec.timestamp_of(name)
+        ]
+        for name, table in spec.feature_tables.items()
     ]
     start = min(pc.min(col).as_py() for col in stamps)
     end = max(pc.max(col).as_py() for col in stamps) + timedelta(seconds=1)
@@ -80,22 +73,19 @@ class _Tee(io.TextIOBase):
     """Route task output: everything to the run log, Shipyard progress lines to the terminal.
 
     KFP's executor prints its full input/output JSON for every task; useful in a log file, noise on
-    a terminal. The last Shipyard error a task raised is kept to report it as the run's failure.
+    a terminal. What the run *knows* (progress, the failing step's error) comes from the events file.
     """
 
     def __init__(self, inner: TextIO, log: TextIO, verbose: bool) -> None:
         self.inner, self.log, self.verbose = inner, log, verbose
-        self.last_error: str | None = None
 
     def write(self, text: str) -> int:
         self.log.write(text)
-        for match in _ERROR_LINE.finditer(text):
-            self.last_error = match.group(2).strip()
         if self.verbose:
             return self.inner.write(text)
         for line in text.splitlines(keepends=True):
             stripped = line.strip()
-            if stripped.startswith("[shipyard:") or _ERROR_LINE.search(line):
+            if stripped.startswith("[shipyard:"):
                 self.inner.write("  " + stripped + "\n")
         return len(text)
 
@@ -104,27 +94,21 @@ class _Tee(io.TextIOBase):
         self.log.flush()
 
 
-def pipeline_arguments(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    t = settings.thresholds
-    args: dict[str, Any] = {
-        "source_dir": str(settings.data_dir),
-        "feature_repo": str(settings.feature_repo),
-        "feature_store_yaml": settings.feature_store_yaml,
-        "feature_service": settings.feature_service,
-        "model_registry": settings.model_registry,
-        "seed": settings.seed,
-        "min_accuracy": t.min_accuracy,
-        "min_macro_f1": t.min_macro_f1,
-        "min_baseline_lift": t.min_baseline_lift,
-        "max_champion_regression": t.max_champion_regression,
-        "max_final_loss_change": t.max_final_loss_change,
+def champion_arguments(settings: Settings) -> dict[str, str]:
+    """The champion as a pipeline input: its content-addressed URI and its version number."""
+    from shipyard.registry import ModelRegistry
+
+    champion = ModelRegistry(settings.model_registry).champion()
+    if champion is None:
+        return {"champion_uri": "", "champion_version": ""}
+    return {
+        "champion_uri": ModelRegistry(settings.model_registry).uri(champion.version),
+        "champion_version": champion.version,
     }
-    args.update(overrides)
-    return args
 
 
-def run_pipeline(settings: Settings, verbose: bool = False, **overrides: Any) -> dict[str, Any]:
-    """Run the training pipeline with kfp.local; return the register step's summary.
+def run_pipeline(settings: Settings, verbose: bool = False, **overrides: Any) -> RegisterRecord:
+    """Run the training pipeline with kfp.local; return the register step's record.
 
     The full task output goes to `<pipeline_root>/last-run.log`.
     """
@@ -141,18 +125,27 @@ def run_pipeline(settings: Settings, verbose: bool = False, **overrides: Any) ->
         logging.getLogger("kfp").setLevel(logging.WARNING)
         # SubprocessRunner runs our image's code in this very environment, on purpose.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+    events_file = root / "last-run.events.jsonl"
+    events_file.unlink(missing_ok=True)
+    arguments = pipeline_arguments(settings, **{**champion_arguments(settings), **overrides})
+    previous_env = os.environ.get(EVENTS_ENV)
+    os.environ[EVENTS_ENV] = str(events_file)
     with (root / "last-run.log").open("w") as log:
         tee = _Tee(sys.stdout, log, verbose)
         previous, sys.stdout = sys.stdout, tee
         try:
-            task = training_pipeline(**pipeline_arguments(settings, **overrides))
+            task = training_pipeline(**arguments)
         except RuntimeError as exc:
-            detail = tee.last_error or str(exc)
+            errors = [e for e in read_events(events_file) if e.get("kind") == "error"]
+            detail = f"{errors[-1]['step']}: {errors[-1]['message']}" if errors else str(exc)
             raise PipelineFailedError(f"training pipeline failed: {detail} (full log: {log.name})") from exc
         finally:
             sys.stdout = previous
-    summary: dict[str, Any] = json.loads(Path(task.output.path).read_text())
-    return summary
+            if previous_env is None:
+                os.environ.pop(EVENTS_ENV, None)
+            else:
+                os.environ[EVENTS_ENV] = previous_env
+    return read_record(RegisterRecord, task.output.path)
 
 
 def run(settings: Settings, say: TextIO = sys.stdout, verbose: bool = False) -> RunResult:
@@ -164,7 +157,7 @@ def run(settings: Settings, say: TextIO = sys.stdout, verbose: bool = False) -> 
     prepare_features(settings, say)
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    say.write("pipeline: running shipyard-training with kfp.local (SubprocessRunner)\n")
+    say.write(f"pipeline: running shipyard-training for project {settings.project} with kfp.local\n")
     summary = run_pipeline(settings, verbose=verbose)
     seconds["pipeline"] = time.perf_counter() - t0
     return RunResult(summary=summary, seconds=seconds)
