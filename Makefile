@@ -43,7 +43,7 @@ compile: $(STAMP) ## Compile pipelines to their committed YAML
 schema: $(STAMP) ## Regenerate the settings JSON schema the package ships
 	$(BIN)/shipyard settings schema > shipyard/settings.schema.json
 
-k8s-tools: ## Build kube-apiserver, kubectl, etcd, helm and fetch the KServe CRDs into .tools/ (cached by version)
+k8s-tools: ## Build kube-apiserver, kubectl, etcd, helm, MinIO (S3) and fetch the KServe CRDs into .tools/ (cached by version)
 	bash hack/k8s-tools/build.sh
 
 lock: ## Regenerate requirements.lock from a fresh resolve of pyproject.toml

@@ -239,6 +239,13 @@ def evaluate_step(
         champion = None
         if champion_uri:
             cdir = open_version_dir(champion_uri, Path(tmp))
+            meta = json.loads((cdir / "version.json").read_text())
+            if meta.get("project") != project or list(meta.get("labels", [])) != list(spec.classes):
+                raise SourceDataError(
+                    f"champion {champion_version or champion_uri}: it belongs to project "
+                    f"{meta.get('project')!r} with labels {meta.get('labels')}, not {project!r} with "
+                    f"{list(spec.classes)}; give each project its own model registry"
+                )
             champion_record = read_record(TrainingRecord, cdir / TRAINING_FILE)
             champion = (
                 champion_version or "champion",

@@ -140,3 +140,23 @@ def test_second_project_is_served_by_the_same_server(local_loan: Trained, tmp_pa
         assert outputs["outcome"]["data"] == [predictions[0]["outcome"]]
         metrics = c.get("/metrics").text
         assert 'shipyard_predictions_total{label="' in metrics and 'model="loan-default"' in metrics
+
+
+def test_a_champion_of_another_project_is_refused_by_name(local_loan: Trained, tmp_path: Path) -> None:
+    from shipyard.errors import SourceDataError
+    from shipyard.params import Gates
+    from shipyard.steps import evaluate_step
+
+    reg = ModelRegistry(local_loan.settings.model_registry)
+    loan_dir = reg.fetch(local_loan.run.version)
+    with pytest.raises(SourceDataError, match="belongs to project 'tests.projects.loan_default'"):
+        evaluate_step(
+            "ticket_routing",
+            str(loan_dir),
+            str(tmp_path / "test.parquet"),
+            str(tmp_path / "train.parquet"),
+            reg.uri(local_loan.run.version),
+            local_loan.run.version,
+            Gates(),
+            str(tmp_path / "ev"),
+        )
