@@ -69,7 +69,11 @@ class ServerProcess:
                 env={**os.environ, **(self.env or {})},
             )
         if wait:
-            self.wait_ready(timeout)
+            try:
+                self.wait_ready(timeout)
+            except BaseException:
+                self.stop()  # never leak a server that did not come up (the `with` body never ran)
+                raise
         return self
 
     def wait_ready(self, timeout: float = 90, path: str = "/v2/health/ready") -> None:

@@ -195,9 +195,15 @@ def parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
     """`python -m serving ...`: the container entry point. Unknown flags are errors (exit 2)."""
-    a = parser().parse_args(argv)
+    p = parser()
+    a = p.parse_args(argv)
     if not a.model_name:
-        parser().error("--model_name is required")
+        p.error("--model_name is required")
+    # A KServe flag this server accepts (a ServingRuntime may pass it) but cannot honour is refused
+    # rather than silently ignored. (--enable_grpc defaults to true in KServe's parser, so it cannot
+    # be told apart from "not given"; the server speaks REST V1 + V2 only, see docs/serving.md.)
+    if a.workers != 1:
+        p.error(f"--workers: one worker per process (scale with replicas); got {a.workers}")
     return ServeConfig(
         model_dir=a.model_dir,
         content_hash=a.content_hash,
