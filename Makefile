@@ -24,8 +24,20 @@ venv: $(STAMP) ## Create .venv and install pinned dependencies
 run: $(STAMP) ## The main job: data -> Feast -> KFP training pipeline (kfp.local) -> registry, no cluster
 	$(BIN)/shipyard run
 
-test: $(STAMP) ## Run unit, integration and k8s tests (k8s tests need `make k8s-tools`)
+test: $(STAMP) test-tools ## Run unit, integration, S3 and k8s tests (installs/builds what they need first)
 	$(BIN)/pytest
+
+# What the test tiers need beyond Python: Debian's redis-server (installed when missing and we are
+# root), and the Go-built k8s/S3 tools (cached by version; the first build takes minutes). Where a
+# tool cannot be had, this says so and the tests that need it skip with the reason (fail under CI).
+test-tools:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server (Debian) for the Redis online-store tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else echo "note: redis-server missing and not root: the Redis tests will skip (apt-get install redis-server)"; fi; }
+	@if command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; then bash hack/k8s-tools/build.sh; \
+	  else echo "note: Go not found: the k8s and S3 tests will skip (see make k8s-tools)"; fi
 
 lint: $(STAMP) ## ruff + mypy + import contracts (the platform never imports a project; the CLI composes)
 	$(BIN)/ruff check .
@@ -55,7 +67,7 @@ lock: ## Regenerate requirements.lock from a fresh resolve of pyproject.toml
 clean: ## Remove generated data, local runs, registries and caches (keeps .venv and .tools)
 	rm -rf .shipyard local_outputs feature_repo/data .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help venv run test lint format compile schema k8s-tools lock clean
+.PHONY: help venv run test test-tools lint format compile schema k8s-tools lock clean
 
 # -- serving ------------------------------------------------------------------------------------
 PORT ?= 8080

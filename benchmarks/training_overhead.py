@@ -1,8 +1,8 @@
 """Benchmark: `shipyard run` (the pipeline under kfp.local) vs the same steps called as plain Python.
 
 Both arms are fresh processes started the same way, on the same (already generated) data, each with
-an empty model registry, so each does the same work: Feast apply + materialize, then ingest,
-validate, training set, split, train, evaluate and register. The serving demo that `shipyard run`
+an empty model registry, so each does the same work: Feast apply, then ingest,
+validate, materialize, training set, split, train, evaluate and register. The serving demo that `shipyard run`
 ends with is left out (`--no-serve-demo`): it is not a training step. The ratio (kfp.local / plain)
 is what running each component as its own process with artifact passing costs. Goal: <= 1.5x.
 
@@ -27,24 +27,28 @@ def plain_arm(settings_path: Path) -> None:
     """The steps of `shipyard run`, in-process, in order, with no orchestration at all."""
     import io
 
-    from pipelines.local_run import ensure_data, prepare_features
+    from pipelines.local_run import apply_features, ensure_data
     from shipyard import steps
     from shipyard.settings import load_settings
 
     s = load_settings(path=settings_path).resolve(ROOT)
     sink = io.StringIO()
     ensure_data(s, sink)
-    prepare_features(s, sink)
+    apply_features(s, sink)
     work = Path(s.pipeline_root)
     work.mkdir(parents=True, exist_ok=True)
-    p = {n: str(work / n) for n in ("events", "features", "report", "set", "train", "val", "test")}
+    names = ("events", "features", "report", "clean", "clean_features", "set", "train", "val", "test")
+    p = {n: str(work / n) for n in names}
     proj, model, ev = s.project, str(work / "model"), str(work / "ev")
     out = steps.ingest_step(proj, str(s.data_dir), p["events"], p["features"])
-    steps.validate_step(proj, p["events"], p["features"], p["report"], s.gates)
+    steps.validate_step(
+        proj, p["events"], p["features"], p["report"], s.gates, p["clean"], p["clean_features"]
+    )
+    steps.materialize_step(proj, p["clean_features"], str(s.feature_repo), s.feature_store_yaml)
     steps.training_set_step(
         proj,
-        p["events"],
-        p["features"],
+        p["clean"],
+        p["clean_features"],
         str(s.feature_repo),
         s.feature_store_yaml,
         s.service,

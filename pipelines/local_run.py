@@ -16,7 +16,6 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -47,26 +46,13 @@ def ensure_data(settings: Settings, say: TextIO) -> None:
     say.write(f"data: {generate(settings.data_dir, settings.data)}\n")
 
 
-def prepare_features(settings: Settings, say: TextIO) -> None:
-    """feast apply + materialize the whole span of the snapshot tables, so the online store holds
-    each entity's latest snapshot whatever window the data was generated for."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    spec = settings.spec
-    featurestore.apply(settings.feature_repo, settings.feature_store_yaml)
-    stamps = [
-        pq.read_table(settings.data_dir / table.file, columns=[spec.timestamp_of(name)])[
-            spec.timestamp_of(name)
-        ]
-        for name, table in spec.feature_tables.items()
-    ]
-    start = min(pc.min(col).as_py() for col in stamps)
-    end = max(pc.max(col).as_py() for col in stamps) + timedelta(seconds=1)
-    featurestore.materialize(settings.feature_repo, start, end, settings.feature_store_yaml)
-    say.write(
-        f"features: applied {settings.feature_repo} and materialized {start:%Y-%m-%d}..{end:%Y-%m-%d}\n"
-    )
+def apply_features(settings: Settings, say: TextIO) -> None:
+    """`feast apply`: definitions and online tables. Loading values is the pipeline's materialize
+    step, after validation, so nothing unvalidated ever reaches the online store."""
+    note = featurestore.apply(settings.feature_repo, settings.feature_store_yaml)
+    if note:
+        say.write(f"features: {note}\n")
+    say.write(f"features: applied {settings.feature_repo}\n")
 
 
 class _Tee(io.TextIOBase):
@@ -94,20 +80,35 @@ class _Tee(io.TextIOBase):
         self.log.flush()
 
 
-def champion_arguments(settings: Settings) -> dict[str, str]:
-    """The champion as a pipeline input: its content-addressed URI and its version number."""
+def champion_arguments(settings: Settings, say: TextIO = sys.stdout) -> dict[str, str]:
+    """The champion as a pipeline input: its content-addressed URI and its version number.
+
+    Its integrity is checked here, up front: a corrupt champion must not fail the run after the
+    whole training step, nor be compared against. The run then evaluates without a champion and
+    registers at most a candidate, and says how to recover.
+    """
+    from shipyard.errors import RegistryError
     from shipyard.registry import ModelRegistry
 
-    champion = ModelRegistry(settings.model_registry).champion()
+    reg = ModelRegistry(settings.model_registry)
+    champion = reg.champion()
     if champion is None:
         return {"champion_uri": "", "champion_version": ""}
-    return {
-        "champion_uri": ModelRegistry(settings.model_registry).uri(champion.version),
-        "champion_version": champion.version,
-    }
+    try:
+        reg.fetch(champion.version, settings.state_dir / "cache" / "models")
+    except RegistryError as exc:
+        say.write(
+            f"champion {champion.version} failed its integrity check ({exc}); evaluating without a "
+            f"champion, so a passing model stays a candidate. Set it aside with `shipyard models "
+            f"quarantine {champion.version} --reason ...`, then `shipyard models promote <version>`.\n"
+        )
+        return {"champion_uri": "", "champion_version": ""}
+    return {"champion_uri": reg.uri(champion.version), "champion_version": champion.version}
 
 
-def run_pipeline(settings: Settings, verbose: bool = False, **overrides: Any) -> RegisterRecord:
+def run_pipeline(
+    settings: Settings, verbose: bool = False, say: TextIO = sys.stdout, **overrides: Any
+) -> RegisterRecord:
     """Run the training pipeline with kfp.local; return the register step's record.
 
     The full task output goes to `<pipeline_root>/last-run.log`.
@@ -127,7 +128,7 @@ def run_pipeline(settings: Settings, verbose: bool = False, **overrides: Any) ->
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
     events_file = root / "last-run.events.jsonl"
     events_file.unlink(missing_ok=True)
-    arguments = pipeline_arguments(settings, **{**champion_arguments(settings), **overrides})
+    arguments = pipeline_arguments(settings, **{**champion_arguments(settings, say), **overrides})
     previous_env = os.environ.get(EVENTS_ENV)
     os.environ[EVENTS_ENV] = str(events_file)
     with (root / "last-run.log").open("w") as log:
@@ -154,10 +155,10 @@ def run(settings: Settings, say: TextIO = sys.stdout, verbose: bool = False) -> 
     ensure_data(settings, say)
     seconds["data"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    prepare_features(settings, say)
+    apply_features(settings, say)
     seconds["features"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     say.write(f"pipeline: running shipyard-training for project {settings.project} with kfp.local\n")
-    summary = run_pipeline(settings, verbose=verbose)
+    summary = run_pipeline(settings, verbose=verbose, say=say)
     seconds["pipeline"] = time.perf_counter() - t0
     return RunResult(summary=summary, seconds=seconds)

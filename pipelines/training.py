@@ -1,5 +1,5 @@
-"""The continuous-training pipeline: ingest -> validate -> training set -> split -> train ->
-evaluate -> register, for any installed project.
+"""The continuous-training pipeline: ingest -> validate -> (materialize | training set -> split ->
+train -> evaluate -> register), for any installed project.
 
 Compiled to `training.yaml` (upload it in the Kubeflow UI) and run unchanged on one machine with
 `kfp.local` by `shipyard run`. The compiled defaults are the `dev` environment's settings (object
@@ -16,6 +16,7 @@ from kfp.dsl import Artifact
 
 from components.evaluate.component import evaluate
 from components.ingest.component import ingest
+from components.materialize.component import materialize
 from components.register.component import register
 from components.split.component import split
 from components.train.component import train
@@ -53,8 +54,16 @@ def training_pipeline(
     # Source tables change under the same parameters: never serve ingest from the cache.
     ingested.set_caching_options(False)
     ingested.set_display_name("ingest")
-    events, features = ingested.outputs["events"], ingested.outputs["features"]
-    checked = validate(project=project, events=events, features=features, gates=gates)
+    checked = validate(
+        project=project, events=ingested.outputs["events"], features=ingested.outputs["features"], gates=gates
+    )
+    # Validate first: only the validated, cleaned tables reach the online store and the training set.
+    events, features = checked.outputs["clean_events"], checked.outputs["clean_features"]
+    loaded = materialize(
+        project=project, features=features, feature_repo=feature_repo, feature_store_yaml=feature_store_yaml
+    )
+    # The online store changes under the same inputs (another run, a reset): never cache this.
+    loaded.set_caching_options(False)
     joined = training_set(
         project=project,
         events=events,
@@ -63,7 +72,7 @@ def training_pipeline(
         feature_store_yaml=feature_store_yaml,
         feature_service=feature_service,
         gates=gates,
-    ).after(checked)
+    )
     parts = split(project=project, dataset=joined.outputs["dataset"], train_params=train_params)
     trained = train(
         project=project,

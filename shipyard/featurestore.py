@@ -10,9 +10,10 @@ import contextlib
 import io
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,12 +78,64 @@ def open_store(repo: Path, yaml_name: str = "feature_store.yaml") -> Any:
     return FeatureStore(repo_path=str(repo), fs_yaml_file=config)
 
 
-def apply(repo: Path, yaml_name: str = "feature_store.yaml", quiet: bool = True) -> None:
-    """`feast apply` for the repo: register definitions and create online tables (idempotent)."""
+def _local_paths(repo: Path, config: Any) -> tuple[Path | None, Path | None]:
+    """The file registry and SQLite online store of a config, when they are local files."""
+    registry = config.registry
+    registry_path = None
+    if getattr(registry, "registry_type", "file") == "file" and "://" not in str(registry.path):
+        registry_path = Path(registry.path) if Path(registry.path).is_absolute() else repo / registry.path
+    online = config.online_store
+    online_path = None
+    if getattr(online, "type", "") == "sqlite":
+        online_path = Path(online.path) if Path(online.path).is_absolute() else repo / online.path
+    return registry_path, online_path
+
+
+def _foreign_registry(repo: Path, config: Any) -> str | None:
+    """Why the repo's file registry belongs to another checkout, or None when it is this one's.
+
+    Feast records the absolute path of each SQLite online table in the registry. A registry copied
+    along with a checkout still names the original's database, and applying it would tear down the
+    original's tables (every request there 503). So a copied registry is never applied.
+    """
+    registry_path, online_path = _local_paths(repo, config)
+    if registry_path is None or online_path is None or not registry_path.exists():
+        return None
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+
+    proto = RegistryProto()
+    try:
+        proto.ParseFromString(registry_path.read_bytes())
+    except Exception:  # a torn or foreign file: not ours to apply on top of
+        return f"{registry_path} is not a readable Feast registry"
+    mine = str(online_path.resolve())
+    for infra_object in proto.infra.infra_objects:
+        path = infra_object.sqlite_table.path if infra_object.HasField("sqlite_table") else ""
+        if path and str(Path(path).resolve()) != mine:
+            return f"{registry_path} names the online store {path}, not this checkout's {mine}"
+    return None
+
+
+def apply(repo: Path, yaml_name: str = "feature_store.yaml", quiet: bool = True) -> str | None:
+    """`feast apply` for the repo: register definitions and create online tables (idempotent).
+
+    Returns a note when a copied registry (see `_foreign_registry`) was set aside first.
+    """
     from feast.repo_config import load_repo_config
     from feast.repo_operations import apply_total
 
     _quiet()
+    note = None
+    config_path = repo / yaml_name
+    if not config_path.exists():
+        raise SourceDataError(f"Feast config {config_path} does not exist")
+    foreign = _foreign_registry(repo, load_repo_config(repo, config_path))
+    if foreign is not None:
+        registry_path, _ = _local_paths(repo, load_repo_config(repo, config_path))
+        assert registry_path is not None
+        aside = registry_path.with_name(f"{registry_path.name}.foreign-{int(time.time())}")
+        registry_path.rename(aside)
+        note = f"{foreign}: set it aside as {aside.name} and applied a fresh registry for this checkout"
     cwd = Path.cwd()  # apply_total chdirs into the repo; give the caller its cwd back
     try:
         with _repo_on_path(repo), contextlib.ExitStack() as stack:
@@ -92,6 +145,29 @@ def apply(repo: Path, yaml_name: str = "feature_store.yaml", quiet: bool = True)
             apply_total(config, repo, skip_source_validation=False)
     finally:
         os.chdir(cwd)
+    return note
+
+
+def reset_local(repo: Path, yaml_name: str = "feature_store.yaml") -> list[Path]:
+    """Remove a local file registry and SQLite online store, then apply afresh: the one command that
+    recovers a broken local feature store (`shipyard features reset`). Refuses remote stores."""
+    from feast.repo_config import load_repo_config
+
+    config_path = repo / yaml_name
+    if not config_path.exists():
+        raise SourceDataError(f"Feast config {config_path} does not exist")
+    registry_path, online_path = _local_paths(repo, load_repo_config(repo, config_path))
+    if registry_path is None or online_path is None:
+        raise SourceDataError(
+            f"{config_path}: only a local file registry with a SQLite online store can be reset here"
+        )
+    removed = []
+    for path in (registry_path, online_path):
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    apply(repo, yaml_name)
+    return removed
 
 
 def materialize(repo: Path, start: datetime, end: datetime, yaml_name: str = "feature_store.yaml") -> None:
@@ -145,6 +221,35 @@ def _rooted_store(repo: Path, yaml_name: str, spec: ProjectSpec, features_dir: P
         link.symlink_to((features_dir / table.file).resolve())
     config.repo_path = workdir
     return FeatureStore(config=config)
+
+
+def materialize_validated(
+    spec: ProjectSpec, repo: Path, features_dir: Path, yaml_name: str = "feature_store.yaml"
+) -> tuple[datetime, datetime]:
+    """Load the validated feature tables' whole span into the online store; return the span.
+
+    Only the validated (and cleaned) copies are read, through the same re-rooted store training
+    uses: data that failed validation, or rows it tolerated but excluded, never reach serving.
+    """
+    import tempfile
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    starts, ends = [], []
+    for name, table in spec.feature_tables.items():
+        path, column = features_dir / table.file, spec.timestamp_of(name)
+        stamps = pq.read_table(path, columns=[column])[column]
+        if len(stamps) == stamps.null_count:
+            raise SourceDataError(f"table {name} ({path}): no rows with a {column} to materialize")
+        starts.append(pc.min(stamps).as_py())
+        ends.append(pc.max(stamps).as_py())
+    start, end = min(starts), max(ends) + timedelta(seconds=1)
+    with tempfile.TemporaryDirectory(prefix="shipyard-feast-") as tmp:
+        store = _rooted_store(repo, yaml_name, spec, features_dir, Path(tmp))
+        with contextlib.redirect_stdout(io.StringIO()):
+            store.materialize(start_date=start, end_date=end)
+    return start, end
 
 
 def training_frame(

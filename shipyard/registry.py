@@ -55,7 +55,8 @@ from shipyard.errors import ModelNotFoundError, RegistryConflictError, RegistryE
 from shipyard.hashing import file_sha256, json_sha256
 from shipyard.storage import TMP_PREFIX, ObjectStore, check_key, store_for
 
-Status = Literal["candidate", "champion", "rejected", "retired"]
+# quarantined: set aside by a person (e.g. it failed its integrity check); never champion again.
+Status = Literal["candidate", "champion", "rejected", "retired", "quarantined"]
 
 SCHEMA = 1
 MANIFEST = "MANIFEST.json"
@@ -454,10 +455,9 @@ class ModelRegistry:
                 time.sleep(random.uniform(0, 0.005 * min(attempt, 20)))
             snapshot = self._latest()
             current = self._find(snapshot, version)
-            if status == "champion" and current.status == "rejected":
-                raise RegistryError(
-                    f"model version {version} was rejected by its gates and cannot be champion"
-                )
+            if status == "champion" and current.status in ("rejected", "quarantined"):
+                why = "was rejected by its gates" if current.status == "rejected" else "is quarantined"
+                raise RegistryError(f"model version {version} {why} and cannot be champion")
             updated = current.model_copy(update={"status": status, "reason": reason})
             if updated == current:
                 return current

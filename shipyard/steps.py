@@ -24,7 +24,7 @@ from shipyard.artifacts import (
     REFERENCE_FILE,
     TRAINING_FILE,
 )
-from shipyard.errors import ShipyardError, SourceDataError
+from shipyard.errors import RegistryError, ShipyardError, SourceDataError
 from shipyard.hashing import json_sha256
 from shipyard.params import Gates, TrainParams
 from shipyard.project import load_project
@@ -92,8 +92,20 @@ def _tables(spec: Any, events: str, features: str) -> dict[str, Any]:
 
 
 @step("validate")
-def validate_step(project: str, events: str, features: str, report: str, gates: Gates) -> int:
-    """Write the report first, then fail: the report is most useful exactly when the data is bad."""
+def validate_step(
+    project: str,
+    events: str,
+    features: str,
+    report: str,
+    gates: Gates,
+    clean_events: str,
+    clean_features: str,
+) -> int:
+    """Write the report first, then fail: the report is most useful exactly when the data is bad.
+
+    On success, the clean copies (rows a tolerated finding names removed) are the only tables
+    later steps read: training, and materialization into the online store.
+    """
     from shipyard.project import import_object
     from shipyard.validation import ValidationRules, validate
 
@@ -101,11 +113,34 @@ def validate_step(project: str, events: str, features: str, report: str, gates: 
     rules = import_object(spec.validation, f"project {spec.name}: validation rules")
     if not isinstance(rules, ValidationRules):
         raise SourceDataError(f"{spec.validation} is a {type(rules).__name__}, not ValidationRules")
-    result = validate(_tables(spec, events, features), rules, max_violation_rate=gates.max_violation_rate)
+    tables = _tables(spec, events, features)
+    result = validate(tables, rules, max_violation_rate=gates.max_violation_rate)
     Path(report).write_text(result.to_markdown())
     result.raise_for_failures()
-    emit("validate", f"{sum(result.rows.values())} rows passed; {len(result.findings)} tolerated findings")
-    return len(result.findings)
+    clean = result.clean(tables)
+    clean[spec.events_table].to_parquet(clean_events, index=False)
+    Path(clean_features).mkdir(parents=True, exist_ok=True)
+    for name, table in spec.feature_tables.items():
+        clean[name].to_parquet(Path(clean_features) / table.file, index=False)
+    excluded = {name: len(result.excluded(name)) for name in tables if result.excluded(name)}
+    emit(
+        "validate",
+        f"{sum(result.rows.values())} rows checked; {len(result.findings)} tolerated findings; "
+        f"excluded rows {excluded or 'none'}",
+    )
+    return sum(excluded.values())
+
+
+@step("materialize")
+def materialize_step(project: str, features: str, feature_repo: str, feature_store_yaml: str) -> str:
+    """Only validated, cleaned snapshots reach the online store the model server reads."""
+    from shipyard.featurestore import materialize_validated
+
+    spec = load_project(project)
+    start, end = materialize_validated(spec, Path(feature_repo), Path(features), feature_store_yaml)
+    span = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
+    emit("materialize", f"online store loaded with validated features {span}")
+    return span
 
 
 @step("training_set")
@@ -336,18 +371,30 @@ def register_step(
         "metrics": {"accuracy": ev.candidate["accuracy"], "macro_f1": ev.candidate["macro_f1"]},
     }
     reg = registry.ModelRegistry(model_registry)
-    result = reg.register(
-        files,
-        metadata=metadata,
-        fingerprint=fp,
-        passed=ev.passed,
-        promote=promote,
-        accuracy=ev.candidate["accuracy"],
-        macro_f1=ev.candidate["macro_f1"],
-        feature_service=feature_service,
-        reason=reason,
-        evaluated_against=champion_version or None,
-    )
+    # What killed registrations left behind (invisible, never served) is cleaned once it is older
+    # than the grace period; a younger one may be a registration in progress right now.
+    removed = reg.clean_orphans()
+    if removed:
+        emit("register", f"removed {len(removed)} leftover(s) of interrupted registrations")
+    try:
+        result = reg.register(
+            files,
+            metadata=metadata,
+            fingerprint=fp,
+            passed=ev.passed,
+            promote=promote,
+            accuracy=ev.candidate["accuracy"],
+            macro_f1=ev.candidate["macro_f1"],
+            feature_service=feature_service,
+            reason=reason,
+            evaluated_against=champion_version or None,
+        )
+    except OSError as exc:
+        # A full disk, a permission or a network failure mid-write: nothing became visible (the
+        # index was not committed), and the message says where and why instead of a traceback.
+        raise RegistryError(
+            f"registering into {model_registry} failed: {exc.strerror or exc}; nothing was registered"
+        ) from exc
     entry = result.entry
     what = "registered" if result.created else "unchanged (same data, params, code): kept"
     emit("register", f"{what} {entry.version} as {entry.status} ({entry.reason})")

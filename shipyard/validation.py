@@ -40,6 +40,7 @@ class Finding:
     failures: int
     rate: float
     allowed: float
+    rows: frozenset[int] = frozenset()  # positions of the offending rows (value-level rules)
 
     @property
     def ok(self) -> bool:
@@ -55,9 +56,28 @@ class ValidationReport:
     def failed(self) -> list[Finding]:
         return [f for f in self.findings if not f.ok]
 
+    def excluded(self, table: str) -> frozenset[int]:
+        """Rows a tolerated value-level finding names: kept out of everything downstream.
+
+        Tolerating a rare bad value means the run goes on, not that the value is used: a region
+        `mars` or an `inf` would otherwise be trained on and served from the online store.
+        """
+        rows: set[int] = set()
+        for f in self.findings:
+            if f.table == table and f.ok:
+                rows |= f.rows
+        return frozenset(rows)
+
+    def clean(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        out = {}
+        for name, frame in tables.items():
+            drop = self.excluded(name)
+            out[name] = frame.drop(index=frame.index[sorted(drop)]) if drop else frame
+        return out
+
     def to_markdown(self) -> str:
-        lines = ["# Data validation", "", "| table | rows |", "|---|---|"]
-        lines += [f"| {t} | {n} |" for t, n in self.rows.items()]
+        lines = ["# Data validation", "", "| table | rows | excluded |", "|---|---|---|"]
+        lines += [f"| {t} | {n} | {len(self.excluded(t))} |" for t, n in self.rows.items()]
         lines += [
             "",
             "| table | column | rule | failures | rate | allowed | verdict |",
@@ -92,6 +112,8 @@ def validate_table(
     # String columns arrive as pandas' "string" dtype from parquet; pandera's `str` means object.
     frame = frame.astype({c: object for c in frame.columns if pd.api.types.is_string_dtype(frame[c])})
     findings: list[Finding] = []
+    if frame.empty:
+        return [Finding(name, "<table>", "not_empty", 1, 1.0, 0.0)]
     n = max(len(frame), 1)
     for (table, column), allowed in rules.max_missing_rate.items():
         if table == name and column in frame:
@@ -104,12 +126,15 @@ def validate_table(
         cases = cases.assign(
             column=cases["column"].fillna("<table>").astype(str), check=cases["check"].astype(str)
         )
+        positions = pd.Series(range(len(frame)), index=frame.index)
         for (column, check), group in cases.groupby(["column", "check"], sort=True):
             rule = _rule_name(str(check))
-            failures = int(group["index"].nunique()) if group["index"].notna().any() else len(frame)
+            labels = group["index"].dropna().unique()
+            failures = len(labels) if len(labels) else len(frame)
             structural = rule.split(" ")[0] in STRUCTURAL or (name, str(column)) in rules.structural_columns
             allowed = 0.0 if structural else max_violation_rate
-            findings.append(Finding(name, str(column), rule, failures, failures / n, allowed))
+            rows = frozenset(int(positions[label]) for label in labels if label in positions.index)
+            findings.append(Finding(name, str(column), rule, failures, failures / n, allowed, rows))
     return findings
 
 

@@ -31,6 +31,7 @@ from shipyard import featurestore, steps
 from shipyard.params import Gates, TrainParams
 from shipyard.project import load_project
 from shipyard.registry import ModelRegistry
+from tests.support import require
 from ticket_routing import synthetic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,18 +103,35 @@ def build_stack(root: Path, customers: int = 400, tickets: int = 4000) -> Stack:
     work.mkdir()
     p = {
         name: str(work / name)
-        for name in ("events.parquet", "features", "report.md", "set.parquet", "model", "eval")
+        for name in (
+            "events.parquet",
+            "features",
+            "report.md",
+            "clean.parquet",
+            "clean_features",
+            "set.parquet",
+            "model",
+            "eval",
+        )
     }
     p |= {name: str(work / f"{name}.parquet") for name in ("train", "val", "test")}
     registry = root / "models"
     params = TrainParams()
 
     ingest = steps.ingest_step(PROJECT, str(repo / "data"), p["events.parquet"], p["features"])
-    steps.validate_step(PROJECT, p["events.parquet"], p["features"], p["report.md"], LENIENT)
-    steps.training_set_step(
+    steps.validate_step(
         PROJECT,
         p["events.parquet"],
         p["features"],
+        p["report.md"],
+        LENIENT,
+        p["clean.parquet"],
+        p["clean_features"],
+    )
+    steps.training_set_step(
+        PROJECT,
+        p["clean.parquet"],
+        p["clean_features"],
         str(repo),
         "feature_store.yaml",
         FEATURE_SERVICE,
@@ -233,6 +251,9 @@ class RedisServer:
         return f"127.0.0.1:{self.port},socket_timeout=1,socket_connect_timeout=1"
 
     def start(self) -> None:
+        # Every user of a real Redis goes through here, so none can forget the prerequisite: on a
+        # machine without redis-server the test skips with the reason (and fails under CI=true).
+        require(shutil.which("redis-server") is not None, "redis-server is not installed (make test-tools)")
         self.directory.mkdir(parents=True, exist_ok=True)
         with (self.directory / "redis.log").open("ab") as out:
             self.process = subprocess.Popen(

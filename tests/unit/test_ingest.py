@@ -72,3 +72,15 @@ def test_wrong_column_type_and_corrupt_file_are_named(source: Path) -> None:
     (source / "customer_profile.parquet").write_bytes(b"PAR1 not really parquet")
     with pytest.raises(SourceDataError, match="customer_profile.parquet is not a readable parquet file"):
         _run(source)
+
+
+def test_corrupt_data_pages_are_named_not_a_traceback(source: Path) -> None:
+    """The footer (schema) intact, a data page damaged: the case that used to surface as a bare
+    `Corrupt snappy compressed data` with no file named."""
+    path = source / "customer_activity.parquet"
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 3
+    raw[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SourceDataError, match=r"customer_activity\.parquet"):
+        _run(source)

@@ -46,13 +46,13 @@ def make_workspace(root: Path, data_options: dict[str, object] = SMALL) -> Works
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    """Generated data, `feast apply` and materialize, shared read-only by the integration tests."""
-    from pipelines.local_run import ensure_data, prepare_features
+    """Generated data and `feast apply`, shared read-only by the integration tests."""
+    from pipelines.local_run import apply_features, ensure_data
 
     ws = make_workspace(tmp_path_factory.mktemp("ws"))
     sink = open("/dev/null", "w")  # noqa: SIM115 - progress output is not under test here
     ensure_data(ws.settings, sink)
-    prepare_features(ws.settings, sink)
+    apply_features(ws.settings, sink)
     yield ws
     sink.close()
 

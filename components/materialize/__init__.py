@@ -1,0 +1,1 @@
+"""The materialize component: validated features into the online store."""
