@@ -117,7 +117,7 @@ def run_pipeline(
 
     from kfp import local
 
-    from pipelines.training import training_pipeline
+    from pipelines.training import make_pipeline
 
     root = Path(settings.pipeline_root)
     root.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def run_pipeline(
         tee = _Tee(sys.stdout, log, verbose)
         previous, sys.stdout = sys.stdout, tee
         try:
-            task = training_pipeline(**arguments)
+            task = make_pipeline(settings)(**arguments)
         except RuntimeError as exc:
             errors = [e for e in read_events(events_file) if e.get("kind") == "error"]
             detail = f"{errors[-1]['step']}: {errors[-1]['message']}" if errors else str(exc)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_pipeline_arguments_are_the_one_mapping_from_settings(tmp_path: Path) ->
 
 
 def test_compiled_defaults_are_cluster_sane_never_laptop_paths() -> None:
-    compiled = yaml.safe_load(COMPILED.read_text())
+    compiled, _platform = yaml.safe_load_all(COMPILED.read_text())
     defaults = {
         name: spec.get("defaultValue")
         for name, spec in compiled["root"]["inputDefinitions"]["parameters"].items()
@@ -65,8 +66,9 @@ def test_compiled_defaults_are_cluster_sane_never_laptop_paths() -> None:
     assert defaults["model_registry"] == dev["model_registry"] == "s3://shipyard-models/dev"
     assert defaults["gates"] == dev["gates"] and defaults["train_params"] == dev["train_params"]
     text = COMPILED.read_text()
-    for laptop in ("/mnt/models", ".shipyard", "/home/", "/work/", "/tmp/"):
+    for laptop in ("/mnt/models", "/home/", "/work/", "/tmp/", "/root/"):
         assert laptop not in text, f"compiled pipeline names a local path: {laptop}"
+    assert not re.search(r"(^|[\s'\"/])\.shipyard/", text), "compiled pipeline names local state"
 
 
 def test_settings_schema_is_strict() -> None:
@@ -97,3 +99,29 @@ def test_every_environment_file_validates_against_the_project() -> None:
     for env in ("local", "dev", "staging", "prod"):
         settings = load_settings(env)
         assert settings.spec.name == "ticket-router" and settings.service == "ticket_routing_v1"
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_each_environment_package_injects_its_secrets_and_endpoint(env: str, tmp_path: Path) -> None:
+    from pipelines.training import environment_settings
+
+    settings = environment_settings(env)
+    spec, platform = yaml.safe_load_all(compile_pipeline(tmp_path / f"{env}.yaml", settings).read_text())
+    defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
+    assert defaults["model_registry"] == f"s3://shipyard-models/{env}"
+    assert defaults["promote"] is settings.promote
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    containers = spec["deploymentSpec"]["executors"]
+    assert set(executors) == set(containers)  # every task, none forgotten
+    want = {(ref.secret, ref.key, var) for var, ref in settings.secrets.items()}
+    for name, executor in executors.items():
+        got = {
+            (s["secretName"], k["secretKey"], k["envVar"])
+            for s in executor["secretAsEnv"]
+            for k in s["keyToEnv"]
+        }
+        assert got == want, name
+        env_vars = {e["name"]: e["value"] for e in containers[name]["container"].get("env", [])}
+        assert env_vars["AWS_ENDPOINT_URL_S3"] == settings.s3.endpoint_url
+    text = (tmp_path / f"{env}.yaml").read_text()
+    assert "/work/" not in text and not re.search(r"(^|[\s'\"/])\.shipyard/", text)
