@@ -38,6 +38,8 @@ test-tools:
 	  else echo "note: redis-server missing and not root: the Redis tests will skip (apt-get install redis-server)"; fi; }
 	@if command -v go >/dev/null || [ -x /usr/local/go/bin/go ]; then bash hack/k8s-tools/build.sh; \
 	  else echo "note: Go not found: the k8s and S3 tests will skip (see make k8s-tools)"; fi
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then $(MAKE) --no-print-directory image-tools image; \
+	  else echo "note: not root: the image tests will skip (make image-tools image as root)"; fi
 
 lint: $(STAMP) ## ruff + mypy + import contracts (the platform never imports a project; the CLI composes)
 	$(BIN)/ruff check .
@@ -52,10 +54,11 @@ format: $(STAMP) ## Apply ruff formatting and safe fixes
 compile: $(STAMP) ## Compile pipelines to their committed YAML
 	$(BIN)/shipyard compile
 
-schema: $(STAMP) ## Regenerate the settings JSON schema the package ships
+schema: $(STAMP) ## Regenerate the settings JSON schema the package ships, and the chart's copies of it
 	$(BIN)/shipyard settings schema > shipyard/settings.schema.json
+	$(BIN)/python charts/shipyard/hack/sync_settings.py
 
-k8s-tools: ## Build kube-apiserver, kubectl, etcd, helm, MinIO (S3) and fetch the KServe CRDs into .tools/ (cached by version)
+k8s-tools: ## Build kube-apiserver, controller-manager, scheduler, kubectl, etcd, helm, kwok, the KServe controller, MinIO into .tools/ (cached by version)
 	bash hack/k8s-tools/build.sh
 
 lock: ## Regenerate requirements.lock from a fresh resolve of pyproject.toml
@@ -88,3 +91,18 @@ bench: $(STAMP) bench-tools ## Serving latency/throughput (in-process vs server 
 	$(BIN)/python benchmarks/training_overhead.py
 
 .PHONY: serve bench bench-tools
+
+# -- image --------------------------------------------------------------------------------------
+# The component and model-server image (docs/image.md), tagged components/images.py's
+# COMPONENT_IMAGE: docker where its daemon answers, else buildah on a Debian root that mmdebstrap
+# makes from the same Debian packages. Stamped in .tools/image/: with nothing changed it takes seconds.
+image-tools: ## Install Debian's buildah, podman, skopeo, runc, mmdebstrap, uidmap (as root) and build crane into .tools/bin
+	bash hack/image/build.sh tools
+
+image: $(STAMP) ## Build the component/model-server image (docker if its daemon runs, else buildah; cached)
+	bash hack/image/build.sh image
+
+test-image: $(STAMP) ## Run the image tests (tests/image: after `make image-tools image`)
+	$(BIN)/pytest tests/image
+
+.PHONY: image image-tools test-image

@@ -32,6 +32,8 @@ class ServingError(ShipyardError):
 
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
+    # Counted in shipyard_contract_violations_total when it is a 4xx with a rule: a caller's data error.
+    violation: ClassVar[bool] = True
 
     def __init__(self, message: str, field: str | None = None, rule: str | None = None) -> None:
         super().__init__(message)
@@ -83,6 +85,7 @@ class UnknownModel(ServingError):
 
     status = 404
     code = "model_not_found"
+    violation = False
 
 
 class RouteNotFound(ServingError):
@@ -90,6 +93,7 @@ class RouteNotFound(ServingError):
 
     status = 404
     code = "not_found"
+    violation = False
 
 
 class MethodNotAllowed(ServingError):
@@ -97,11 +101,45 @@ class MethodNotAllowed(ServingError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(ServingError):
+    """The client sent its headers or body too slowly (a slow-loris must not pin a connection)."""
+
+    status = 408
+    code = "request_timeout"
+    violation = False
+
+
+class HeadersTooLarge(ServingError):
+    """The request's headers exceed the server's limit."""
+
+    status = 431
+    code = "headers_too_large"
+    violation = False
+
+
+class ClientDisconnected(ServingError):
+    """The client went away before its answer (nginx's 499): counted apart, never a server error.
+
+    Nobody reads this response; it exists so the status is recorded in the metrics and the request log.
+    """
+
+    status = 499
+    code = "client_disconnected"
+    violation = False
+
+
 class ModelNotReady(ServingError):
     """The model version is not loaded: missing or corrupted artifact, or still loading."""
 
     status = 503
     code = "model_not_ready"
+
+
+class ShuttingDown(ServingError):
+    """The server received SIGTERM: it finishes what is in flight and takes nothing new."""
+
+    status = 503
+    code = "shutting_down"
 
 
 class FeatureStoreUnavailable(ServingError):
@@ -125,21 +163,30 @@ def from_exception(exc: BaseException) -> ServingError:
     from fastapi.exceptions import RequestValidationError
     from kserve import errors as kerrors
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     if isinstance(exc, RequestValidationError):
         return _from_validation_error(exc)
+    if isinstance(exc, ClientDisconnect):
+        return ClientDisconnected("the client disconnected", "body", "disconnected")
     if isinstance(exc, kerrors.InvalidInput):
         return MalformedRequest(f"request body could not be decoded: {echo(exc.reason)}", "body", "decode")
     if isinstance(exc, kerrors.ModelNotFound):
         return UnknownModel("no model with this name is served here", "model_name", "exists")
     if isinstance(exc, kerrors.ModelNotReady | kerrors.ServerNotReady | kerrors.NoModelReady):
         return ModelNotReady("the model is not ready to serve", "model", "ready")
+    if isinstance(exc, kerrors.ServerNotLive):
+        return ModelNotReady("the server is not live", "server", "live")
     if isinstance(exc, HTTPException):
         if exc.status_code == 404:
             return RouteNotFound("no such endpoint", "path", "route")
         if exc.status_code == 405:
             return MethodNotAllowed("method not allowed on this endpoint", "method", "allowed")
-    if isinstance(exc, NotImplementedError):
+        if exc.status_code == 413:
+            return PayloadTooLarge("body: too large", "body", "max_bytes")
+        if exc.status_code == 400:  # FastAPI: "There was an error parsing the body"
+            return MalformedRequest("body: could not be read", "body", "read")
+    if isinstance(exc, NotImplementedError | kerrors.UnsupportedProtocol):
         return RouteNotFound("not supported by this server", "path", "supported")
     return InternalError("internal error; quote the request id when reporting it")
 
@@ -169,28 +216,53 @@ def render(exc: BaseException, request_id: str | None) -> tuple[int, dict[str, A
     err = from_exception(exc)
     if isinstance(err, InternalError) and err is not exc:
         log.error("unhandled error (request %s)", request_id, exc_info=exc)
-    if 400 <= err.status < 500 and err.rule is not None and not isinstance(err, RouteNotFound | UnknownModel):
+    if 400 <= err.status < 500 and err.rule is not None and err.violation:
         CONTRACT_VIOLATIONS.labels(contract_field(err.field), err.rule).inc()
     return err.status, err.body(request_id)
 
 
-def install_handlers(app: Any, on_error: Callable[[dict[str, Any]], str | None]) -> None:
-    """Route the exception types the app's handlers see through `render`.
-
-    `on_error` receives the error body (for the request log) and returns the request id. Types
-    KServe registers handlers for itself are translated at their source instead (see
-    `serving.server.ShipyardDataPlane`), because KServe installs its handlers after ours.
-    """
+def handled_types() -> tuple[type[BaseException], ...]:
+    """Every exception type an app handler may see: ours, FastAPI's and Starlette's, and KServe's."""
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import ORJSONResponse
+    from kserve import errors as kerrors
     from starlette.exceptions import HTTPException
 
+    return (
+        ServingError,
+        RequestValidationError,
+        HTTPException,
+        NotImplementedError,
+        kerrors.InvalidInput,
+        kerrors.InferenceError,
+        kerrors.ModelNotFound,
+        kerrors.ModelNotReady,
+        kerrors.UnsupportedProtocol,
+        kerrors.ServerNotLive,
+        kerrors.ServerNotReady,
+    )
+
+
+def install_handlers(
+    app: Any,
+    on_error: Callable[[dict[str, Any]], str | None],
+    cause: Callable[[BaseException], BaseException] = lambda exc: exc,
+) -> None:
+    """Route every exception type the app's handlers see through `render`.
+
+    `on_error` receives the error body (for the request log) and returns the request id; `cause`
+    maps an exception to the one that really happened (FastAPI wraps anything raised while it reads
+    a body, e.g. a body limit or a client that went away, into a 400). KServe registers handlers of
+    its own for its types when the server starts, after these: `serving.server` installs these again
+    once KServe has, so the last word is always this module's.
+    """
+    from fastapi.responses import ORJSONResponse
+
     async def handler(request: Any, exc: Exception) -> Any:
-        status, body = render(exc, None)
+        status, body = render(cause(exc), None)
         request_id = on_error(dict(body))
         if request_id:
             body["request_id"] = request_id
         return ORJSONResponse(status_code=status, content=body)
 
-    for exc_type in (ServingError, RequestValidationError, HTTPException):
+    for exc_type in handled_types():
         app.add_exception_handler(exc_type, handler)

@@ -9,14 +9,24 @@ running Feast's pandas wrapper per request would cost ~10 ms for the same number
 without a twin falls back to Feast's execution, so a new view is correct before it is fast. The
 model's columns and their order come from the contract, never from code. Sameness with the offline
 vector is tested (tests/integration/test_serving_consistency.py), not assumed.
+
+A looked-up value the model cannot take is a missing value, for that row only, never a 5xx: a
+non-finite number (`inf` in a row of the online store made scikit-learn raise, and the whole batch
+answered 500), a non-number where the contract says number, a category the model was not trained
+on. It becomes None, which the model imputes exactly as it did in training (median / the 'missing'
+category), and the row records which feature was replaced and why (`FeatureBatch.invalid`). Finite
+numbers outside the training range are served as they are (counted as out of range): a range is
+what training saw, not a rule, and entities keep ageing past it.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,6 +85,8 @@ class FeatureBatch:
     entity_found: list[bool]
     lookup_seconds: float = 0.0
     raw: dict[str, list[Any]] = field(default_factory=dict)
+    # Per row: feature -> why its value was replaced by a missing one ("non_finite", "type", ...).
+    invalid: list[dict[str, str]] = field(default_factory=list)
 
 
 class FeatureSource(Protocol):
@@ -87,6 +99,44 @@ class FeatureSource(Protocol):
 
 def _request_columns(rows: Sequence[Row], contract: RequestContract) -> dict[str, list[Any]]:
     return {name: [r.get(name) for r in rows] for name in contract.field_names}
+
+
+def invalid_reason(value: Any, spec: Mapping[str, Any]) -> str | None:
+    """Why the model cannot take `value` for a feature described by `spec` (the contract), or None."""
+    if value is None:
+        return None
+    if "categories" in spec:
+        return None if str(value) in spec["categories"] else "unknown_category"
+    if spec.get("type") in ("integer", "number"):
+        if isinstance(value, bool):
+            return None
+        if not isinstance(value, numbers.Real):
+            return "type"
+        number = float(value)
+        if math.isnan(number):
+            return None  # already a missing value: imputed, counted as missing, not flagged
+        if not math.isfinite(number):
+            return "non_finite"
+    return None
+
+
+def sanitize(
+    columns: dict[str, list[Any]], contract: RequestContract, names: Iterable[str], n: int
+) -> list[dict[str, str]]:
+    """Replace, in place, the values of `names` the model cannot take by None; per row, which and why."""
+    invalid: list[dict[str, str]] = [{} for _ in range(n)]
+    for name in names:
+        spec = contract.features.get(name)
+        values = columns.get(name)
+        if spec is None or values is None:
+            continue
+        reasons = [invalid_reason(v, spec) for v in values]
+        if any(reasons):
+            columns[name] = [None if reason else v for v, reason in zip(values, reasons, strict=True)]
+            for i, reason in enumerate(reasons):
+                if reason:
+                    invalid[i][name] = reason
+    return invalid
 
 
 def _frame(contract: RequestContract, columns: Mapping[str, list[Any]], n: int) -> pd.DataFrame:
@@ -171,7 +221,9 @@ class FeastOnlineFeatures:
         n = len(rows)
         present = [columns.get(name, [None] * n) for name in self.batch_features]
         found = [any(col[i] is not None for col in present) for i in range(n)]
-        return FeatureBatch(_frame(self.contract, columns, n), found, lookup, columns)
+        looked_up = [name for name in columns if name not in request]
+        invalid = sanitize(columns, self.contract, looked_up, n)
+        return FeatureBatch(_frame(self.contract, columns, n), found, lookup, columns, invalid)
 
 
 class RequestOnlyFeatures:
@@ -189,7 +241,9 @@ class RequestOnlyFeatures:
 
     def assemble(self, rows: Sequence[Row]) -> FeatureBatch:
         columns = _request_columns(rows, self.contract)
+        request = set(columns)
         for twin in self.local:
             columns.update({k: list(v) for k, v in twin(columns).items()})
         n = len(rows)
-        return FeatureBatch(_frame(self.contract, columns, n), [False] * n, 0.0, columns)
+        invalid = sanitize(columns, self.contract, [c for c in columns if c not in request], n)
+        return FeatureBatch(_frame(self.contract, columns, n), [False] * n, 0.0, columns, invalid)

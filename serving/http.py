@@ -1,4 +1,5 @@
-"""The HTTP edge of the server: request ids, body limits, content types, latency metrics, request log.
+"""The HTTP edge of the server: request ids, body limits, content types, latency metrics, request log,
+clients that go away or dawdle, and the drain on shutdown.
 
 One pure-ASGI middleware wraps every request KServe's FastAPI app serves. Being pure ASGI (not
 `BaseHTTPMiddleware`) keeps it cheap and lets the model reach the per-request context through a
@@ -6,10 +7,19 @@ context variable, so the request log gets exactly one record per prediction requ
 the ones rejected before the model saw them (malformed JSON, wrong content type, too large).
 Unexpected exceptions are turned into a bare 500 with the request id here, before Starlette's
 own error middleware could render anything.
+
+The body must arrive within `body_timeout` seconds of the headers (else 408 and the connection is
+closed; the header deadline is `serving.connections`'). A client that disconnects while sending its
+body or waiting for its answer is recorded as 499 `client_disconnected`, never as a 5xx, and not
+logged as an error; once a prediction's body is in, a watcher notices the client leaving so the
+model can skip work nobody will read. While the server drains (`serving.lifecycle`), new prediction
+requests answer 503 `shutting_down` and every answer closes its connection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import time
 import uuid
@@ -21,7 +31,17 @@ from typing import Any
 
 import orjson
 
-from serving.errors import PayloadTooLarge, ServingError, UnsupportedMediaType, render
+from serving.errors import (
+    ClientDisconnected,
+    PayloadTooLarge,
+    RequestTimeout,
+    RouteNotFound,
+    ServingError,
+    ShuttingDown,
+    UnsupportedMediaType,
+    render,
+)
+from serving.lifecycle import Lifecycle
 from serving.metrics import REQUEST_SECONDS, REQUESTS
 from serving.requestlog import Record, RequestLog
 
@@ -50,6 +70,10 @@ class RequestContext:
     model_version: str | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    # The client went away before its answer; read from the predict thread too (a plain flag).
+    disconnected: bool = False
+    # What really went wrong while the body was read (FastAPI re-raises it as a generic 400).
+    receive_error: ServingError | None = None
 
 
 CURRENT: ContextVar[RequestContext | None] = ContextVar("shipyard_request", default=None)
@@ -57,6 +81,18 @@ CURRENT: ContextVar[RequestContext | None] = ContextVar("shipyard_request", defa
 
 def current() -> RequestContext | None:
     return CURRENT.get()
+
+
+def cause(exc: BaseException) -> BaseException:
+    """The exception that really ended the current request (see `RequestContext.receive_error`)."""
+    ctx = current()
+    if ctx is not None and ctx.receive_error is not None:
+        return ctx.receive_error
+    return exc
+
+
+def client_gone() -> ClientDisconnected:
+    return ClientDisconnected("the client disconnected before its answer", "client", "disconnected")
 
 
 def protocol_of(path: str) -> str:
@@ -81,12 +117,28 @@ def media_type(content_type: str | None) -> str | None:
 
 
 class ServingMiddleware:
-    """See the module docstring. `request_log` may be None (no log)."""
+    """See the module docstring. `request_log` may be None (no log), `lifecycle` None (no drain);
+    paths for which `switched_off` is true answer 404 as if they did not exist."""
 
-    def __init__(self, app: ASGIApp, request_log: RequestLog | None, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        request_log: RequestLog | None,
+        max_body_bytes: int,
+        lifecycle: Lifecycle | None = None,
+        body_timeout: float = 30.0,
+        switched_off: Callable[[str], bool] = lambda path: False,
+    ) -> None:
         self.app = app
         self.request_log = request_log
         self.max_body_bytes = max_body_bytes
+        self.lifecycle = lifecycle
+        self.body_timeout = body_timeout
+        self.switched_off = switched_off
+
+    @property
+    def draining(self) -> bool:
+        return self.lifecycle is not None and self.lifecycle.draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,41 +157,109 @@ class ServingMiddleware:
         ctx = RequestContext(request_id, protocol, datetime.now(UTC).isoformat(timespec="microseconds"))
         token = CURRENT.set(ctx)
         status = 500
-        response_started = False
+        response_started = response_done = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, response_done
             if message["type"] == "http.response.start":
                 response_started = True
                 status = int(message["status"])
+                if ctx.disconnected or status == ClientDisconnected.status:
+                    status = ClientDisconnected.status  # nobody to answer: record it, send nothing
+                    if ctx.error is None:  # it left while its (computed) answer was on its way
+                        ctx.error = client_gone().body()
+                    return
                 headers = list(message.get("headers", ()))
                 headers.append((b"x-request-id", request_id.encode()))
+                # A body not read to its end (rejected early, timed out) would otherwise keep a
+                # dribbling client's connection alive past every deadline: close it after this answer.
+                if self.draining or (has_body and not body_complete):
+                    headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
+                    headers.append((b"connection", b"close"))
                 message["headers"] = headers
+            elif message["type"] == "http.response.body":
+                if status == ClientDisconnected.status:
+                    return
+                if not message.get("more_body", False):
+                    response_done = True
             await send(message)
 
         received = 0
+        deadline = started + self.body_timeout
+        length = _header(scope, b"content-length")
+        has_body = _header(scope, b"transfer-encoding") is not None or (length is not None and length != "0")
+        body_complete = False
+        watcher: asyncio.Task[None] | None = None
 
-        async def receive_limited() -> Message:
-            nonlocal received
+        def failed(err: ServingError) -> ServingError:
+            ctx.receive_error = err
+            return err
+
+        async def watch_for_disconnect() -> None:
+            # After the body, the next ASGI message is http.disconnect: the client left, or the
+            # response is complete (uvicorn says "disconnect" then too; `response_done` tells them apart).
             message = await receive()
+            if message.get("type") == "http.disconnect" and not response_done:
+                ctx.disconnected = True
+
+        async def receive_guarded() -> Message:
+            nonlocal received, body_complete, watcher
+            if body_complete:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.perf_counter()))
+            except TimeoutError:
+                late = f"body: not received within {self.body_timeout:g}s"
+                raise failed(RequestTimeout(late, "body", "read_timeout")) from None
+            if message.get("type") == "http.disconnect":
+                ctx.disconnected = True
+                gone = "the client disconnected while sending"
+                raise failed(ClientDisconnected(gone, "body", "disconnected"))
             if message.get("type") == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise self._too_large()
+                    raise failed(self._too_large())
+                if not message.get("more_body", False):
+                    body_complete = True
+                    if is_predict:
+                        watcher = asyncio.ensure_future(watch_for_disconnect())
             return message
 
+        admitted = False
         try:
             early = self._reject_early(scope, is_predict)
             if early is not None:
                 raise early
-            await self.app(scope, receive_limited, send_wrapper)
+            if self.lifecycle is not None:
+                self.lifecycle.in_flight += 1
+                admitted = True
+            await self.app(scope, receive_guarded, send_wrapper)
         except Exception as exc:
             if response_started:  # nothing sensible can be sent any more; the client sees a cut stream
+                if ctx.disconnected:
+                    return
                 raise
-            code, body = render(exc, request_id)
+            err = ctx.receive_error or exc
+            if ctx.disconnected:
+                err = client_gone() if not isinstance(err, ClientDisconnected) else err
+            code, body = render(err, request_id)
             ctx.error = {k: v for k, v in body.items() if k != "request_id"}
             await self._send_json(send_wrapper, code, body)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when the drain's grace period is over: answer that.
+            if response_started or not self.draining:
+                raise
+            code, body = render(
+                ShuttingDown("the server is shutting down; retry", "server", "shutting_down"), request_id
+            )
+            ctx.error = {k: v for k, v in body.items() if k != "request_id"}
+            with contextlib.suppress(Exception):
+                await self._send_json(send_wrapper, code, body, close=True)
         finally:
+            if watcher is not None:
+                watcher.cancel()
+            if admitted and self.lifecycle is not None:
+                self.lifecycle.in_flight -= 1
             CURRENT.reset(token)
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or (
@@ -157,7 +277,12 @@ class ServingMiddleware:
         )
 
     def _reject_early(self, scope: Scope, is_predict: bool) -> ServingError | None:
-        """Checks that need only the headers: oversize bodies and non-JSON predictions."""
+        """Checks that need only the headers: paths switched off, draining, oversize bodies, non-JSON
+        predictions."""
+        if self.switched_off(scope.get("path", "")):
+            return RouteNotFound("no such endpoint", "path", "route")
+        if is_predict and self.draining:
+            return ShuttingDown("the server is shutting down; retry", "server", "shutting_down")
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             return self._too_large()
@@ -173,18 +298,12 @@ class ServingMiddleware:
         return None
 
     @staticmethod
-    async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:
         payload = orjson.dumps(body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        if close:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
     @staticmethod

@@ -73,6 +73,7 @@ class Scored:
     probabilities: list[dict[str, float]]
     entity_found: list[bool]
     features: dict[str, list[Any]]
+    invalid: list[dict[str, str]]  # per row: looked-up features replaced by a missing value, and why
 
 
 class ShipyardModel(kserve.Model):  # type: ignore[misc]
@@ -112,6 +113,7 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
     def load(self) -> bool:
         self.ready = False
         MODEL_READY.labels(self.name).set(0)
+        log.info("loading model version %s from %s", self.content_hash[:12], self.model_dir)
         try:
             meta = verify_version_dir(self.model_dir, self.content_hash)
         except RegistryError as exc:
@@ -137,6 +139,8 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
         created = str(meta.get("created_at", ""))
         self.trained_at = datetime.fromisoformat(created) if created else datetime.now(UTC)
         set_contract_fields(contract.field_names)
+        if self.request_log is not None:
+            self.request_log.text_fields = frozenset(f.name for f in contract.fields if f.type == "text")
         MODEL_INFO.labels(self.name).info(
             {
                 "version": self.version,
@@ -161,8 +165,20 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
     def start(self) -> None:
         """KServe's default marks the model ready here; readiness is decided by `load()` alone."""
 
+    def unload(self) -> None:
+        """The model repository API's unload (opt-in, see serving.server): not ready, and not counted
+        as ready, until `load()` has verified the directory again. The request log stays open."""
+        self.ready = False
+        self.not_ready_reason = "unloaded through the model repository API"
+        MODEL_READY.labels(self.name).set(0)
+        log.warning("model %s unloaded through the model repository API", self.name)
+
+    def draining(self) -> None:
+        """SIGTERM: requests in flight still finish (so `ready` stays), but the gauge says not ready."""
+        MODEL_READY.labels(self.name).set(0)
+
     def stop(self) -> None:
-        """Called by KServe on shutdown: finish in-flight work, then flush the request log."""
+        """On shutdown, after the drain: finish in-flight work, then flush the request log."""
         self.ready = False
         self._pool.shutdown(wait=True)
         if self.request_log is not None:
@@ -214,12 +230,17 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
     # -- predict -----------------------------------------------------------------------------------
     async def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> Scored:
         self.require_ready()
+        ctx = http.current()
+        if ctx is not None and ctx.disconnected:
+            raise http.client_gone()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._score, payload)
+        return await loop.run_in_executor(self._pool, self._score, payload, ctx)
 
-    def _score(self, batch: Batch) -> Scored:
-        """Feature lookup + predict; runs on the thread pool."""
+    def _score(self, batch: Batch, ctx: http.RequestContext | None = None) -> Scored:
+        """Feature lookup + predict; runs on the thread pool (where it may have queued a while)."""
         assert self.features is not None and self.contract is not None
+        if ctx is not None and ctx.disconnected:  # nobody will read the answer: do not compute it
+            raise http.client_gone()
         try:
             found = self.features.assemble(batch.rows)
         except FeatureStoreUnavailable:
@@ -234,8 +255,9 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
         probabilities = [
             {label: float(row[j]) for label, j in zip(labels, order, strict=True)} for row in proba
         ]
-        self._observe(found.raw, found.entity_found, predicted, probabilities)
-        return Scored(batch, predicted, probabilities, found.entity_found, found.raw)
+        invalid = found.invalid or [{} for _ in batch.rows]
+        self._observe(found.raw, found.entity_found, predicted, probabilities, invalid)
+        return Scored(batch, predicted, probabilities, found.entity_found, found.raw, invalid)
 
     def _observe(
         self,
@@ -243,11 +265,16 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
         entity_found: list[bool],
         predicted: list[str],
         probabilities: list[dict[str, float]],
+        invalid: list[dict[str, str]],
     ) -> None:
         assert self.contract is not None
         unknown = entity_found.count(False)
         if unknown:
             ENTITY_NOT_FOUND.labels(self.name).inc(unknown)
+        # A value replaced by a missing one is out of the contract (and counted as missing below).
+        for replaced in invalid:
+            for name in replaced:
+                FEATURE_OUT_OF_RANGE.labels(name).inc()
         for name, spec in self.contract.features.items():
             values = raw.get(name)
             if values is None:
@@ -322,6 +349,7 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
                 **row,
                 ENTITY_FOUND: result.entity_found[i],
                 "features": {n: _jsonable(result.features[n][i]) for n in names},
+                **({"invalid_features": result.invalid[i]} if result.invalid[i] else {}),
                 "prediction": result.predicted[i],
                 PROBABILITIES: result.probabilities[i],
             }
@@ -348,8 +376,8 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
     if hasattr(value, "item"):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # the request log is strict JSON: no NaN / Infinity tokens
     return value

@@ -49,7 +49,10 @@ class ServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.config.port}"
+        host = self.config.host
+        if host in ("", "0.0.0.0", "::"):  # every interface: loopback is one of them
+            host = "127.0.0.1" if host != "::" else "::1"
+        return f"http://[{host}]:{self.config.port}" if ":" in host else f"http://{host}:{self.config.port}"
 
     @property
     def pid(self) -> int:

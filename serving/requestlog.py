@@ -8,12 +8,29 @@ a slow disk. The sink is pluggable: anything with `write(records)` and `close()`
 
 Records carry the request id and UTC timestamps so the monitoring pipeline can join them with
 labels that arrive later (event -> label).
+
+Privacy and size, all applied by the writer thread (never on the request path):
+
+* a record over `max_record_bytes` as a JSON line is cut down: its longest string values inside
+  `rows` are truncated with a `...[truncated N chars]` marker, then trailing rows are dropped
+  (`rows_omitted`), and it carries `"truncated": true` (a 256-row batch was a 1 MB line);
+* `text="sha256"` stores the contract's `text` request fields (`text_fields`, set by the model from
+  its contract) as `sha256:<hex of the UTF-8 bytes>`: joins and duplicate detection still work, the
+  text itself is not kept. It is a pseudonym, not anonymisation: a short or guessable text can be
+  found by hashing candidates;
+* non-finite numbers are written as null (the log is strict JSON).
+
+`JsonLinesSink` deletes whole files older than `retention_days` (by last write) and, with
+`retention_bytes`, the oldest files until the directory is under the budget; the file being
+written rolls over at a quarter of the budget so that old data can go as whole files.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import os
 import queue
 import threading
@@ -37,31 +54,184 @@ class RequestLogSink(Protocol):
 
 
 class JsonLinesSink:
-    """One JSON object per line, one file per server process and UTC day, appended and fsynced per batch."""
+    """One JSON object per line, one file per server process and UTC day (rolled over at a quarter
+    of `retention_bytes` when that is set), appended and fsynced per batch, old files deleted whole."""
 
-    def __init__(self, directory: Path) -> None:
+    RETENTION_CHECK_SECONDS = 60.0
+
+    def __init__(
+        self,
+        directory: Path,
+        retention_days: float | None = None,
+        retention_bytes: int | None = None,
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.retention_days = retention_days
+        self.retention_bytes = retention_bytes
+        self.max_file_bytes = max(retention_bytes // 4, 4096) if retention_bytes else None
         self._day = ""
+        self._part = 0
+        self._path: Path | None = None
         self._fh: Any = None
+        self._next_retention = 0.0
 
-    def path_for(self, day: str) -> Path:
-        return self.directory / f"requests-{day}-{os.getpid()}.jsonl"
+    def path_for(self, day: str, part: int = 0) -> Path:
+        suffix = f"-{part}" if part else ""
+        return self.directory / f"requests-{day}-{os.getpid()}{suffix}.jsonl"
 
     def write(self, records: Sequence[Record]) -> None:
         day = datetime.now(UTC).strftime("%Y%m%d")
-        if day != self._day or self._fh is None:
+        limit = self.max_file_bytes
+        full = limit is not None and self._fh is not None and self._fh.tell() >= limit
+        if day != self._day or self._fh is None or full:
             self.close()
-            self._fh = self.path_for(day).open("a", encoding="utf-8")
+            self._part = self._part + 1 if (day == self._day and full) else 0
             self._day = day
+            self._path = self.path_for(day, self._part)
+            while self._part and self._path.exists():  # another file of this name: never append to it
+                self._part += 1
+                self._path = self.path_for(day, self._part)
+            self._fh = self._path.open("a", encoding="utf-8")
+            self._next_retention = 0.0  # a new file: check what can go
         self._fh.write("".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records))
         self._fh.flush()
         os.fsync(self._fh.fileno())
+        # A size budget is checked after every batch (a directory listing: cheap next to the fsync),
+        # an age limit at most once a minute.
+        if self.retention_bytes is not None or time.monotonic() >= self._next_retention:
+            self.apply_retention()
+            self._next_retention = time.monotonic() + self.RETENTION_CHECK_SECONDS
+
+    def apply_retention(self) -> list[Path]:
+        """Delete whole log files past the age or size budget, oldest first; never the current one."""
+        if self.retention_days is None and self.retention_bytes is None:
+            return []
+        files = []
+        for path in self.directory.glob("requests-*.jsonl"):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            files.append((stat.st_mtime, stat.st_size, path))
+        files.sort()
+        deleted: list[Path] = []
+        now = time.time()
+        total = sum(size for _, size, _ in files)
+        for mtime, size, path in files:
+            if path == self._path:
+                continue
+            too_old = self.retention_days is not None and now - mtime > self.retention_days * 86_400
+            too_big = self.retention_bytes is not None and total > self.retention_bytes
+            if not (too_old or too_big):
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("request log retention: could not delete %s: %s", path.name, exc)
+                continue
+            total -= size
+            deleted.append(path)
+        if deleted:
+            log.info("request log retention: deleted %d old file(s)", len(deleted))
+        return deleted
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+TEXT_STORAGE = ("raw", "sha256")
+_MIN_TEXT = 80  # truncated strings keep at least this many characters (a 71-char sha256 pseudonym: all)
+
+
+def _size(record: Record) -> int:
+    return len(json.dumps(record, separators=(",", ":"), default=str, allow_nan=False).encode())
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _truncate_strings(value: Any, limit: int) -> Any:
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return f"{value[:limit]}...[truncated {len(value) - limit} chars]"
+    if isinstance(value, dict):
+        return {k: _truncate_strings(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_truncate_strings(v, limit) for v in value]
+    return value
+
+
+def _sha256(text: str) -> str:
+    return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def hash_text_fields(record: Record, text_fields: frozenset[str]) -> Record:
+    """The record with the `text_fields` of its rows replaced by `sha256:<hex>` of their UTF-8 bytes."""
+    rows = record.get("rows")
+    if not text_fields or not isinstance(rows, list):
+        return record
+    hashed = []
+    for row in rows:
+        if isinstance(row, dict):
+            row = {k: _sha256(v) if k in text_fields and isinstance(v, str) else v for k, v in row.items()}
+        hashed.append(row)
+    return {**record, "rows": hashed}
+
+
+def cap_record(record: Record, max_bytes: int) -> Record:
+    """The record as is if its JSON line fits in `max_bytes`; else cut down to fit, and flagged."""
+    try:
+        if _size(record) <= max_bytes:
+            return record
+    except ValueError:  # a non-finite number somewhere
+        record = _finite(record)
+        if _size(record) <= max_bytes:
+            return record
+    rows = record.get("rows") if isinstance(record.get("rows"), list) else []
+    out: Record = {**record, "truncated": True}
+    limit = max((len(s) for s in _strings(rows)), default=0)
+    while limit > _MIN_TEXT:
+        limit //= 2
+        out["rows"] = _truncate_strings(rows, max(limit, _MIN_TEXT))
+        if _size(out) <= max_bytes:
+            return out
+    shortened = _truncate_strings(rows, _MIN_TEXT)
+
+    def with_rows(k: int) -> Record:
+        return {**out, "rows": shortened[:k], "rows_omitted": len(shortened) - k}
+
+    fits, too_many = 0, len(shortened)  # the longest prefix of rows that fits, by bisection
+    while too_many - fits > 1:
+        mid = (fits + too_many) // 2
+        if _size(with_rows(mid)) <= max_bytes:
+            fits = mid
+        else:
+            too_many = mid
+    return with_rows(fits)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 _STOP = object()
@@ -76,10 +246,18 @@ class RequestLog:
         batch_size: int = 256,
         flush_seconds: float = 1.0,
         capacity: int = 50_000,
+        max_record_bytes: int = 65_536,
+        text: str = "raw",
     ) -> None:
+        if text not in TEXT_STORAGE:
+            raise ValueError(f"request log text storage must be one of {TEXT_STORAGE}, got {text!r}")
         self.sink = sink
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
+        self.max_record_bytes = max_record_bytes
+        self.text = text
+        # The served contract's `text` request fields (set by the model when it loads).
+        self.text_fields: frozenset[str] = frozenset()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=capacity)
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -96,11 +274,17 @@ class RequestLog:
         except queue.Full:
             REQUEST_LOG.labels("dropped").inc()
 
+    def prepare(self, record: Record) -> Record:
+        """What is stored for `record`: text fields hashed if configured, capped in size, strict JSON."""
+        if self.text == "sha256":
+            record = hash_text_fields(record, self.text_fields)
+        return cap_record(record, self.max_record_bytes)
+
     def _write(self, batch: list[Record]) -> None:
         if not batch:
             return
         try:
-            self.sink.write(batch)
+            self.sink.write([self.prepare(r) for r in batch])
             REQUEST_LOG.labels("written").inc(len(batch))
         except Exception:  # a failing sink must not take the server down with it
             log.exception("request log: could not write %d records", len(batch))

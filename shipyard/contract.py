@@ -7,6 +7,8 @@ here, and monitoring compares live traffic to the reference statistics of the ex
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -16,10 +18,25 @@ from shipyard.artifacts import CONTRACT_FILE, REFERENCE_FILE
 from shipyard.project import ProjectSpec
 from shipyard.training import ModelInputs
 
-__all__ = ["CONTRACT_FILE", "CONTRACT_VERSION", "REFERENCE_FILE", "input_contract", "reference_stats"]
+__all__ = [
+    "CONTRACT_FILE",
+    "CONTRACT_VERSION",
+    "QUANTILE_POINTS",
+    "REFERENCE_FILE",
+    "REFERENCE_VERSION",
+    "input_contract",
+    "reference_stats",
+    "tokens",
+]
 
 CONTRACT_VERSION = 2
+REFERENCE_VERSION = 2
+QUANTILE_POINTS = 201  # probabilities 0, 0.005, ..., 1
+_QUANTILE_PROBS = np.linspace(0, 1, QUANTILE_POINTS)
 _BINS = 10
+_WORD = re.compile(r"[^\W\d_]+")
+_VOCABULARY_SIZE = 5_000
+_MIN_DOCS = 3
 _DEFAULT_TEXT_LIMIT = 5_000
 
 
@@ -37,7 +54,9 @@ def _request(spec: ProjectSpec, train: pd.DataFrame) -> list[dict[str, Any]]:
                 longest = int(train[f.name].astype(str).str.len().max())
                 limit = int(min(limit, max(longest * 4, 200)))
             entry["min_length"], entry["max_length"] = 1, limit
-        if f.type == "string" and f.name in train:
+        if f.type == "string" and f.name in train and f.name != spec.event_id:
+            # An event id passed through for joining labels later is unique per request: it has no
+            # categories, only its bounds.
             entry["categories"] = sorted(str(v) for v in train[f.name].dropna().unique())
         fields.append(entry)
     return fields
@@ -78,23 +97,60 @@ def input_contract(train: pd.DataFrame, spec: ProjectSpec, inputs: ModelInputs) 
     }
 
 
+def _numeric_stats(values: pd.Series) -> dict[str, Any]:
+    present = pd.to_numeric(values, errors="coerce").astype("float64").dropna().to_numpy()
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, _BINS + 1))) if present.size else np.array([])
+    counts, _ = np.histogram(present, bins=edges) if edges.size > 1 else (np.array([present.size]), None)
+    return {
+        "mean": float(present.mean()) if present.size else None,
+        "std": float(present.std()) if present.size else None,
+        "bin_edges": [float(e) for e in edges],
+        "bin_shares": [float(c) / max(present.size, 1) for c in counts],
+        # The reference distribution itself, at QUANTILE_POINTS evenly spaced probabilities: what the
+        # monitoring's Kolmogorov-Smirnov test compares served values with (its error <= 1/200).
+        "quantiles": [float(q) for q in np.quantile(present, _QUANTILE_PROBS)] if present.size else [],
+    }
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased alphabetic words: what the vocabulary and the out-of-vocabulary rate count."""
+    return _WORD.findall(text.lower())
+
+
+def _vocabulary(texts: pd.Series) -> tuple[list[str], float]:
+    """The most frequent words found in at least _MIN_DOCS texts (so no single text's identifiers or
+    names are stored), and the share of training tokens outside that vocabulary."""
+    docs: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for text in texts.dropna().astype(str):
+        words = tokens(text)
+        total.update(words)
+        docs.update(set(words))
+    kept = [w for w, n in docs.most_common() if n >= _MIN_DOCS][:_VOCABULARY_SIZE]
+    vocab = set(kept)
+    n_tokens = sum(total.values())
+    oov = sum(n for w, n in total.items() if w not in vocab)
+    return sorted(kept), (oov / n_tokens if n_tokens else 0.0)
+
+
 def reference_stats(train: pd.DataFrame, spec: ProjectSpec, inputs: ModelInputs) -> dict[str, Any]:
-    """Per-feature distributions (decile bins, shares, missing rates) for drift detection."""
-    stats: dict[str, Any] = {"rows": len(train), "features": {}}
+    """Per-feature distributions (decile bins, quantiles, shares, missing rates) for drift detection.
+
+    Version 2 added `quantiles` (numeric features), length bins/quantiles and a vocabulary (text);
+    monitoring reads version 1 files too, with PSI only where quantiles are missing.
+    """
+    stats: dict[str, Any] = {
+        "version": REFERENCE_VERSION,
+        "rows": len(train),
+        "quantile_points": QUANTILE_POINTS,
+        "features": {},
+    }
     for col in inputs.numeric:
         values = pd.to_numeric(train[col], errors="coerce").astype("float64")
-        present = values.dropna().to_numpy()
-        edges = (
-            np.unique(np.quantile(present, np.linspace(0, 1, _BINS + 1))) if present.size else np.array([])
-        )
-        counts, _ = np.histogram(present, bins=edges) if edges.size > 1 else (np.array([present.size]), None)
         stats["features"][col] = {
             "kind": "numeric",
-            "mean": float(present.mean()) if present.size else None,
-            "std": float(present.std()) if present.size else None,
             "missing_rate": float(values.isna().mean()),
-            "bin_edges": [float(e) for e in edges],
-            "bin_shares": [float(c) / max(present.size, 1) for c in counts],
+            **_numeric_stats(values),
         }
     for col in inputs.categorical:
         shares = train[col].astype(str).value_counts(normalize=True)
@@ -105,11 +161,18 @@ def reference_stats(train: pd.DataFrame, spec: ProjectSpec, inputs: ModelInputs)
         }
     for col in inputs.text:
         lengths = train[col].astype(str).str.len()
+        length = _numeric_stats(lengths)
+        vocabulary, oov_rate = _vocabulary(train[col])
         stats["features"][col] = {
             "kind": "text",
             "missing_rate": float(train[col].isna().mean()),
             "length_mean": float(lengths.mean()),
             "length_std": float(lengths.std()),
+            "length_bin_edges": length["bin_edges"],
+            "length_bin_shares": length["bin_shares"],
+            "length_quantiles": length["quantiles"],
+            "vocabulary": vocabulary,
+            "oov_rate": oov_rate,
         }
     labels = train[spec.label].astype(str).value_counts(normalize=True)
     stats["labels"] = {label: float(labels.get(label, 0.0)) for label in spec.classes}

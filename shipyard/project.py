@@ -171,8 +171,10 @@ class ProjectSpec(_Strict):
 
     @property
     def model_request_fields(self) -> tuple[RequestField, ...]:
-        """Request fields the model reads itself (not the entity key, not the event time)."""
-        return tuple(f for f in self.request if f.name != self.entity_key and f.type != "timestamp")
+        """Request fields the model reads itself (not the entity key, not an event id passed through
+        for joining labels later, not the event time)."""
+        skip = {self.entity_key, self.event_id}
+        return tuple(f for f in self.request if f.name not in skip and f.type != "timestamp")
 
     @property
     def text_fields(self) -> tuple[str, ...]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shipyard.errors import SettingsError
 from shipyard.params import Gates, TrainParams
@@ -40,20 +40,119 @@ class SecretRef(_Strict):
 
 
 class RequestLogSettings(_Strict):
+    """What the model server's request log keeps, and for how long (see docs/serving.md)."""
+
     directory: str | None = Field(
         "request_log", description="Relative to the state dir locally; None disables the request log."
     )
     batch: int = Field(256, ge=1)
     flush_seconds: float = Field(1.0, gt=0)
+    max_record_bytes: int = Field(
+        65_536,
+        ge=4096,
+        description="Cap on one record (one JSON line): longer text fields are truncated with a marker, "
+        "then trailing rows are dropped; the record says so (truncated, rows_omitted).",
+    )
+    text: Literal["raw", "sha256"] = Field(
+        "raw",
+        description="How the contract's `text` request fields are stored: as sent, or as sha256:<hex> "
+        "of their UTF-8 bytes.",
+    )
+    retention_days: float | None = Field(
+        None, gt=0, description="Delete whole log files whose last write is older than this; None keeps them."
+    )
+    retention_bytes: int | None = Field(
+        None,
+        ge=1_048_576,
+        description="Keep the log directory under about this size by deleting whole files, oldest first; "
+        "the file being written rolls over at a quarter of it. None: no size limit.",
+    )
 
 
 class ServingSettings(_Strict):
+    """How `shipyard serve` runs the model server (a pod's ServingRuntime passes the same flags)."""
+
     host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 inside a pod.")
     port: int = Field(8080, ge=1, le=65535)
     threads: int = Field(1, ge=1, le=64)
     feature_lookup: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    grace_period_seconds: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="On SIGTERM: how long requests in flight may take to finish (keep it below the pod's "
+        "terminationGracePeriodSeconds).",
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, le=600, description="A request's headers must arrive within this (slow clients: 408)."
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="A request's body must arrive within this (slow clients: 408)."
+    )
+    enable_model_repository: bool = Field(
+        False,
+        description="KServe's model repository endpoints (/v2/repository/...: load, unload). Off: anyone "
+        "who reaches the port could unload the model.",
+    )
+    enable_docs: bool = Field(False, description="/openapi.json, /docs and /redoc.")
     request_log: RequestLogSettings = RequestLogSettings()
+
+
+class MonitoringSettings(_Strict):
+    """What the monitoring pipeline reads and the thresholds of its healthy / warn / retrain decision.
+
+    A signal at or past a `*_warn` threshold makes the run `warn`, at or past a `*_retrain` one
+    `retrain`; drift and accuracy drops count only when their statistical test also rejects at
+    `alpha`, so a small window cannot raise an alarm on noise (see shipyard/monitoring.py).
+    """
+
+    request_log: str | None = Field(
+        None,
+        description="Where the request log is (a directory, file:// or s3:// URI); None: the server's own, "
+        "<state_dir>/<serving.request_log.directory>.",
+    )
+    report_dir: str = Field("monitoring", description="Local runs copy reports here, relative to state_dir.")
+    window_hours: float = Field(24.0, gt=0, description="Default window: this many hours up to now.")
+    min_rows: int = Field(200, ge=1, description="Fewer served rows than this: drift is not judged.")
+    min_labelled: int = Field(100, ge=1, description="Fewer labelled rows than this: accuracy is not judged.")
+    alpha: float = Field(
+        0.01, gt=0, lt=1, description="Significance level; split over the features tested (Bonferroni)."
+    )
+    psi_warn: float = Field(0.10, gt=0, description="Population stability index of a feature: warn.")
+    psi_retrain: float = Field(0.25, gt=0, description="Population stability index of a feature: retrain.")
+    prediction_psi_warn: float = Field(0.10, gt=0, description="PSI of served vs holdout class shares.")
+    max_oov_increase: float = Field(
+        0.10, ge=0, le=1, description="Out-of-vocabulary token rate of text fields above the reference's."
+    )
+    accuracy_drop_warn: float = Field(0.03, ge=0, le=1, description="Accuracy points below the evaluation.")
+    accuracy_drop_retrain: float = Field(0.05, ge=0, le=1)
+    macro_f1_drop_warn: float = Field(0.05, ge=0, le=1, description="Macro-F1 points below the evaluation.")
+    label_f1_drop_warn: float = Field(
+        0.10, ge=0, le=1, description="F1 points one label lost against the evaluation (>= 20 fresh labels)."
+    )
+    max_violation_rate: float = Field(
+        0.01, ge=0, le=1, description="Share of prediction requests rejected by the input contract (4xx)."
+    )
+    max_missing_increase: float = Field(
+        0.05, ge=0, le=1, description="Missing-value rate of a feature above its training rate."
+    )
+    max_entity_not_found_rate: float = Field(
+        0.05, ge=0, le=1, description="Share of served rows whose entity had no online features."
+    )
+    warn_age_days: float = Field(60.0, gt=0, description="Model age (since registration): warn.")
+    max_age_days: float = Field(90.0, gt=0, description="Model age (since registration): retrain.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitoringSettings:
+        for warn, retrain in (
+            ("psi_warn", "psi_retrain"),
+            ("accuracy_drop_warn", "accuracy_drop_retrain"),
+            ("warn_age_days", "max_age_days"),
+        ):
+            if getattr(self, warn) > getattr(self, retrain):
+                raise ValueError(f"{warn} must not exceed {retrain}")
+        return self
 
 
 class Settings(_Strict):
@@ -75,6 +174,7 @@ class Settings(_Strict):
     gates: Gates = Gates()
     promote: bool = Field(True, description="False: gated candidates wait for a promotion PR.")
     serving: ServingSettings = ServingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     secrets: dict[str, SecretRef] = Field(
         default_factory=dict, description="Environment variable -> Secret key, for deployed pods."
     )

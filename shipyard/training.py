@@ -14,6 +14,7 @@ request fields (`text`) and the column dtypes (strings are categorical, the rest
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import time
@@ -94,6 +95,11 @@ def prepare(frame: pd.DataFrame, inputs: ModelInputs) -> pd.DataFrame:
 
 
 def git_commit() -> str:
+    """The code's commit: $SHIPYARD_GIT_COMMIT when set (an image has no checkout; CI bakes the SHA
+    in), else the checkout's HEAD, else "unknown"."""
+    baked = os.environ.get("SHIPYARD_GIT_COMMIT", "").strip()
+    if baked:
+        return baked
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5

@@ -18,7 +18,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Tier markers follow the folder, so a test cannot land in the wrong tier by forgetting a decorator.
     for item in items:
         parts = item.path.parts
-        for tier in ("unit", "integration", "k8s"):
+        for tier in ("unit", "integration", "k8s", "image"):
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
 

@@ -43,6 +43,14 @@ PROJECT = ProjectSpec(
         RequestField(
             name="timestamp", type="timestamp", required=False, description="When the ticket was written."
         ),
+        RequestField(
+            name="ticket_id",
+            type="string",
+            required=False,
+            max_length=64,
+            description="The ticket's id, logged so monitoring can join the department once it is known; "
+            "not a model input.",
+        ),
     ),
     feature_service="ticket_routing_v1",
     events_table=TICKETS_TABLE,

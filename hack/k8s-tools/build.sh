@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes binaries the k8s test tier runs (kube-apiserver, kubectl, etcd, helm),
-# fetches the KServe CRDs and builds the S3 server the tests use (minio), all into <repo>/.tools/
-# (git-ignored). Versions: versions.env.
+# Builds the real Kubernetes binaries the k8s test tier runs (kube-apiserver, kubectl, etcd,
+# kube-controller-manager, kube-scheduler, helm), kwok (fake nodes) and the KServe controller manager,
+# fetches the KServe CRDs and the cluster config KServe expects, and builds the S3 server the tests use
+# (minio), all into <repo>/.tools/ (git-ignored). Versions: versions.env.
 #
 #   make k8s-tools                         # build what is missing or out of date
 #   FORCE=1 bash hack/k8s-tools/build.sh   # rebuild everything
-#   bash hack/k8s-tools/build.sh minio     # only these: kubernetes etcd helm kserve-crds minio
+#   bash hack/k8s-tools/build.sh minio     # only these: kubernetes etcd helm kserve-crds kserve kwok minio
 #
 # Why a tools module per upstream module: `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` is
 # refused because k8s.io/kubernetes' go.mod replaces its k8s.io/* staging modules with local paths
 # (etcd's server module does the same for its siblings). Each tools module requires the upstream
-# module and turns every local-path replace of a module it requires into a replace by the matching
-# published tag. That list is derived from the upstream go.mod, never typed, and the generated
-# go.mod/go.sum are committed so every build verifies the exact same module graph.
+# module, lists the binaries as `tool` directives, turns every local-path replace of a module it
+# requires into a replace by the matching published tag, and keeps every version replace verbatim
+# (KServe pins controller-runtime, k8s.io/*, grpc below what its requires say). That is derived from
+# the upstream go.mod, never typed, and the generated go.mod/go.sum are committed: every build
+# verifies the exact same module graph, and only a version bump or a new tool regenerates them
+# (`go mod tidy`, 6-9 minutes for KServe's graph; CI never does it, it only runs `go build`).
 # minio needs none: its go.mod has no replace directives, so `go install module@version` builds it
 # against its own go.sum.
 #
 # Each tool has a stamp in .tools/stamps/ holding its version and a hash of everything that shapes
 # the binary (this script, its tools go.mod/go.sum, the Go version), so a rerun is instant. Modules
 # and compiled packages live in the default Go caches (~/go/pkg/mod, ~/.cache/go-build), so a fresh
-# clone on the same machine rebuilds in ~25 s.
+# clone on the same machine rebuilds all of them in ~40 s (relinks only).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -72,20 +76,27 @@ fresh() {
 }
 
 # gen_module DIR MODULE VERSION REPLACE_VERSION TOOL_PACKAGE...
-# Writes hack/k8s-tools/DIR/go.mod (and go.sum via `go mod tidy`) unless it already pins MODULE@VERSION.
+# Writes hack/k8s-tools/DIR/go.mod (and go.sum via `go mod tidy`) unless it already pins
+# MODULE@VERSION and lists exactly these tools. Only a version bump or a new tool regenerates: CI
+# never does (`go mod tidy` of KServe's graph takes 6-9 minutes), it builds from the committed files.
 gen_module() {
   local name=$1 module=$2 version=$3 replace_version=$4
   shift 4
   local dir="$here/$name"
-  if [[ -f $dir/go.mod ]] && grep -qE "^[[:space:]]*(require[[:space:]]+)?$module $version( //.*)?\$" "$dir/go.mod"; then
+  # (bash only: this runs on every `make k8s-tools`, which should take well under a second)
+  if [[ -f $dir/go.mod ]] &&
+    grep -qE "^[[:space:]]*(require[[:space:]]+)?$module $version( //.*)?\$" "$dir/go.mod" &&
+    [[ "$(sed -n 's/^tool //p' "$dir/go.mod" | sort)" == "$(printf '%s\n' "$@" | sort)" ]]; then
     return
   fi
   log "generating $name/go.mod from $module@$version's go.mod"
   local upstream
   upstream="$("$GO" list -m -f '{{.GoMod}}' "$module@$version")" ||
     die "cannot resolve $module@$version through GOPROXY=$("$GO" env GOPROXY)"
-  # Keep upstream's go directive and godebug defaults (they change runtime behaviour), and turn each
-  # local-path replace of a module upstream requires into a replace by the published tag.
+  # Keep upstream's go directive and godebug defaults (they change runtime behaviour), turn each
+  # local-path replace of a module upstream requires into a replace by the published tag, and carry
+  # every version replace verbatim (KServe pins controller-runtime and k8s.io/* below what its
+  # requires say; without them the graph, and the binary, would not be upstream's).
   rm -rf "$dir"
   mkdir -p "$dir"
   "$GO" mod edit -json "$upstream" | "$PYTHON" -c '
@@ -93,11 +104,18 @@ import json, sys
 module, version, replace_version, name, *tools = sys.argv[1:]
 m = json.load(sys.stdin)
 required = {r["Path"] for r in m.get("Require") or []}
-replaced = sorted(
+def side(v):
+    return v["Path"] + (" " + v["Version"] if v.get("Version") else "")
+local = sorted(
     r["Old"]["Path"]
     for r in m.get("Replace") or []
     if r["New"]["Path"].startswith((".", "/")) and r["Old"]["Path"] in required
 )
+verbatim = [
+    side(r["Old"]) + " => " + side(r["New"])
+    for r in m.get("Replace") or []
+    if not r["New"]["Path"].startswith((".", "/"))
+]
 lines = [
     f"// Code generated by hack/k8s-tools/build.sh from {module}@{version}; DO NOT EDIT.",
     "// Change the version in hack/k8s-tools/versions.env and rerun `make k8s-tools` instead.",
@@ -108,12 +126,17 @@ lines = [
 ]
 lines += ["godebug " + d["Key"] + "=" + d["Value"] for d in m.get("GoDebug") or []]
 lines += [""] + [f"tool {pkg}" for pkg in tools] + ["", f"require {module} {version}"]
-if replaced:
+if local or verbatim:
     lines += ["", "replace ("]
-    lines += [f"\t{path} => {path} {replace_version}" for path in replaced]
+    lines += [f"\t{path} => {path} {replace_version}" for path in local]
+    lines += [f"\t{line}" for line in verbatim]
     lines += [")"]
 print("\n".join(lines))
-print(f"[k8s-tools] {len(replaced)} local-path replace(s) pinned to {replace_version}", file=sys.stderr)
+print(
+    f"[k8s-tools] {len(local)} local-path replace(s) pinned to {replace_version},"
+    f" {len(verbatim)} version replace(s) kept",
+    file=sys.stderr,
+)
 ' "$module" "$version" "$replace_version" "$name" "$@" >"$dir/go.mod"
   (cd "$dir" && "$GO" mod tidy) ||
     die "could not resolve the module graph of $module@$version (see above); is every module served by GOPROXY?"
@@ -160,11 +183,13 @@ kube_version_ldflags() {
 build_kubernetes() {
   local v=$KUBERNETES_VERSION
   # kubectl comes from the same module so its version matches the apiserver's (no skew warnings,
-  # same server-side apply and kustomize behaviour as a real 1.x cluster's tooling).
+  # same server-side apply and kustomize behaviour as a real 1.x cluster's tooling); so do the
+  # controller-manager and scheduler that make the test cluster reconcile like a real one.
   gen_module kubernetes k8s.io/kubernetes "$v" "v0.${v#v1.}" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl \
+    k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
   local tool want flags=""
-  for tool in kube-apiserver kubectl; do
+  for tool in kube-apiserver kubectl kube-controller-manager kube-scheduler; do
     want="$(stamp "$tool" "$v" kubernetes)"
     if fresh "$tool" "$want" "$bin/$tool"; then
       log "$tool $v is up to date"
@@ -173,6 +198,8 @@ build_kubernetes() {
     case $tool in
       kube-apiserver) log "building kube-apiserver $v (cold: ~4-6 min on 2 cores; from the Go build cache: ~10 s)" ;;
       kubectl) log "building kubectl $v (cold: ~30 s after kube-apiserver)" ;;
+      kube-controller-manager) log "building kube-controller-manager $v (cold: ~3 min after kube-apiserver)" ;;
+      kube-scheduler) log "building kube-scheduler $v (cold: ~10 s after kube-controller-manager)" ;;
     esac
     [[ -n $flags ]] || flags="$(kube_version_ldflags "$v")"
     build kubernetes "k8s.io/kubernetes/cmd/$tool" "$bin/$tool" "$flags"
@@ -236,10 +263,11 @@ fetch_kserve_crds() {
     die "cannot download $module@$v through GOPROXY=$("$GO" env GOPROXY)"
   rm -rf "$crds/kserve"
   mkdir -p "$crds/kserve"
-  # Only the top-level CRDs: the sub-folders hold optional ones whose kustomize patches expect
-  # the KServe webhook service, which the test apiserver does not run.
+  # The top-level CRDs and ClusterStorageContainer (KServe's pod webhook lists them for every
+  # predictor with a storageUri); the other sub-folders (llmisvc, localmodel) hold optional CRDs
+  # whose kustomize patches expect KServe's in-cluster webhook Service.
   local f n=0
-  for f in "$dir"/config/crd/full/*.yaml; do
+  for f in "$dir"/config/crd/full/*.yaml "$dir"/config/crd/full/clusterstoragecontainer/*.yaml; do
     [[ $(basename "$f") == kustomization.yaml ]] && continue
     cp "$f" "$crds/kserve/"
     n=$((n + 1))
@@ -249,6 +277,70 @@ fetch_kserve_crds() {
   echo "$module $v" >"$crds/kserve/SOURCE"
   log "copied $n KServe CRDs to ${crds#"$root"/}/kserve"
   echo "$want" >"$stamps/kserve-crds"
+}
+
+# --- the KServe controller manager and what it needs in the cluster ------------------------------
+# cmd/manager of the same github.com/kserve/kserve module the CRDs come from. Its tools module keeps
+# every one of KServe's own replace directives verbatim: they are version replaces (controller-runtime
+# v0.22.5, k8s.io/* v0.34.x, grpc, expr), not local paths, and the binary must be built against them.
+kserve_config_out="$tools/kserve"
+build_kserve() {
+  local v=$KSERVE_VERSION module=github.com/kserve/kserve
+  gen_module kserve "$module" "$v" "$v" "$module/cmd/manager"
+  local want
+  want="$(stamp kserve-manager "$v" kserve)"
+  if fresh kserve-manager "$want" "$bin/kserve-manager" "$kserve_config_out/webhooks.yaml"; then
+    log "KServe controller manager $v is up to date"
+    return
+  fi
+  [[ -x $bin/kubectl ]] || die "kubectl is needed to render KServe's kustomizations: build.sh kubernetes first"
+  log "building the KServe controller manager $v (cold: ~4 min on 2 cores, ~11 min sharing them; from the Go build cache: ~5 s)"
+  build kserve "$module/cmd/manager" "$bin/kserve-manager" ""
+  # What the manager expects to find in its cluster, rendered as KServe's own kustomizations render
+  # them (image names and tags of the runtimes): the inferenceservice-config ConfigMap, the
+  # ClusterServingRuntimes, the default ClusterStorageContainer, and its webhook configurations
+  # (service references; the test fixture points them at the loopback webhook server).
+  local dir
+  dir="$("$GO" mod download -json "$module@$v" | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')" ||
+    die "cannot download $module@$v through GOPROXY=$("$GO" env GOPROXY)"
+  rm -rf "$kserve_config_out"
+  mkdir -p "$kserve_config_out"
+  "$bin/kubectl" kustomize "$dir/config/runtimes" >"$kserve_config_out/runtimes.yaml"
+  "$bin/kubectl" kustomize "$dir/config/storagecontainers" >"$kserve_config_out/storagecontainers.yaml"
+  cp "$dir/config/configmap/inferenceservice.yaml" "$kserve_config_out/inferenceservice-config.yaml"
+  cp "$dir/config/webhook/manifests.yaml" "$kserve_config_out/webhooks.yaml"
+  chmod -R u+w "$kserve_config_out"
+  echo "$module $v" >"$kserve_config_out/SOURCE"
+  echo "$want" >"$stamps/kserve-manager"
+}
+
+# --- kwok: fake nodes whose Pods become Running and Ready without a kubelet -----------------------
+# The standalone binary takes its stages (how nodes and pods progress) from a --config file; the
+# ones kwokctl uses by default ship in the module's kustomize/stage/, copied to .tools/kwok/.
+kwok_out="$tools/kwok"
+build_kwok() {
+  local v=$KWOK_VERSION module=sigs.k8s.io/kwok
+  gen_module kwok "$module" "$v" "$v" "$module/cmd/kwok"
+  local want
+  want="$(stamp kwok "$v" kwok)"
+  if fresh kwok "$want" "$bin/kwok" "$kwok_out/stages.yaml"; then
+    log "kwok $v is up to date"
+    return
+  fi
+  [[ -x $bin/kubectl ]] || die "kubectl is needed to render kwok's stage kustomizations: build.sh kubernetes first"
+  log "building kwok $v (cold: ~2.5 min on 2 cores, ~6 min sharing them; from the Go build cache: ~5 s)"
+  build kwok "$module/cmd/kwok" "$bin/kwok" ""
+  local dir stage
+  dir="$("$GO" mod download -json "$module@$v" | "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)["Dir"])')" ||
+    die "cannot download $module@$v through GOPROXY=$("$GO" env GOPROXY)"
+  rm -rf "$kwok_out"
+  mkdir -p "$kwok_out"
+  for stage in node/fast node/heartbeat-with-lease pod/fast; do
+    echo "---"
+    "$bin/kubectl" kustomize "$dir/kustomize/stage/$stage"
+  done >"$kwok_out/stages.yaml"
+  echo "$module $v kustomize/stage/{node/fast,node/heartbeat-with-lease,pod/fast}" >"$kwok_out/SOURCE"
+  echo "$want" >"$stamps/kwok"
 }
 
 # --- minio (the S3 server of the tests' `s3` fixture) ------------------------------------------------
@@ -287,7 +379,7 @@ build_minio() {
 }
 
 log "Go: $go_version ($GO), GOPROXY=$("$GO" env GOPROXY)"
-all_steps=(kubernetes etcd helm kserve-crds minio)
+all_steps=(kubernetes etcd helm kserve-crds kserve kwok minio)
 steps=("${all_steps[@]}")
 (($# == 0)) || steps=("$@")
 for step in "${steps[@]}"; do
@@ -296,6 +388,8 @@ for step in "${steps[@]}"; do
     etcd) build_etcd ;;
     helm) build_helm ;;
     kserve-crds) fetch_kserve_crds ;;
+    kserve) build_kserve ;;
+    kwok) build_kwok ;;
     minio) build_minio ;;
     *) die "unknown tool '$step' (known: ${all_steps[*]})" ;;
   esac

@@ -5,7 +5,7 @@ command reads the environment's settings (`--env`, else $SHIPYARD_ENV, else loca
 expected failure as one line naming what is wrong, with exit code 2.
 """
 
-from shipyard.cli import data, features, models, pipeline, run, serve, settings
+from shipyard.cli import data, features, models, monitor, pipeline, run, serve, settings
 from shipyard.cli.root import main
 
-__all__ = ["data", "features", "main", "models", "pipeline", "run", "serve", "settings"]
+__all__ = ["data", "features", "main", "models", "monitor", "pipeline", "run", "serve", "settings"]

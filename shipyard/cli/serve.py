@@ -8,6 +8,7 @@ from shipyard.cli.root import main, settings_of
 
 
 @main.command()
+@click.option("--host", default=None, help="Listen address. Default: the settings' serving.host (127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Default: the settings' serving.port (8080).")
 @click.option(
     "--model-version", "version", default=None, help="A registered version (default: the champion)."
@@ -18,6 +19,7 @@ from shipyard.cli.root import main, settings_of
 @click.pass_context
 def serve(
     ctx: click.Context,
+    host: str | None,
     port: int | None,
     version: str | None,
     threads: int | None,
@@ -36,6 +38,7 @@ def serve(
         config_from_settings(
             settings_of(ctx),
             version=version,
+            host=host,
             port=port,
             threads=threads,
             feature_lookup=False if no_feature_lookup else None,

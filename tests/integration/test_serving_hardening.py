@@ -85,7 +85,9 @@ def test_an_anonymous_unload_cannot_take_the_model_down(default_server: Server, 
     after = scrape(default_server)
     assert value(after, "shipyard_model_ready", model=default_server.model) == 1
     # Nothing of this is a contract violation: unknown paths are not a caller's data error.
-    assert value(after, "shipyard_contract_violations_total") == value(before, "shipyard_contract_violations_total")
+    assert value(after, "shipyard_contract_violations_total") == value(
+        before, "shipyard_contract_violations_total"
+    )
 
 
 def test_docs_and_the_openapi_document_are_off_by_default(default_server: Server) -> None:
@@ -167,7 +169,12 @@ HEADER = "inference-header-content-length"
 
 
 def tensor(name: str, datatype: str, shape: Sequence[int], raw: bytes) -> tuple[dict[str, Any], bytes]:
-    meta = {"name": name, "datatype": datatype, "shape": list(shape), "parameters": {"binary_data_size": len(raw)}}
+    meta = {
+        "name": name,
+        "datatype": datatype,
+        "shape": list(shape),
+        "parameters": {"binary_data_size": len(raw)},
+    }
     return meta, raw
 
 
@@ -184,7 +191,10 @@ def binary_body(
 ) -> tuple[bytes, dict[str, str]]:
     head = json.dumps({"inputs": [meta for meta, _ in tensors]}).encode()
     body = head + b"".join(raw for _, raw in tensors) + extra
-    return body, {"content-type": "application/octet-stream", HEADER: header if header is not None else str(len(head))}
+    return body, {
+        "content-type": "application/octet-stream",
+        HEADER: header if header is not None else str(len(head)),
+    }
 
 
 def ids(*values: int) -> tuple[dict[str, Any], bytes]:
@@ -204,6 +214,18 @@ def _size(t: tuple[dict[str, Any], bytes], size: Any) -> tuple[dict[str, Any], b
 
 
 C, T = ids(100001), texts(b"my parcel is lost")
+OCTETS = "application/octet-stream"
+NO_DATA = {"name": "customer_id", "datatype": "INT64", "shape": [1]}
+NO_NAME = {"datatype": "INT64", "shape": [1], "parameters": {"binary_data_size": 8}}
+
+
+def text_raw(raw: bytes, rows: int = 1) -> tuple[dict[str, Any], bytes]:
+    return tensor("ticket_text", "BYTES", [rows], raw)
+
+
+def id_raw(raw: bytes, datatype: str = "INT64") -> tuple[dict[str, Any], bytes]:
+    return tensor("customer_id", datatype, [1], raw)
+
 
 # (id, body + headers, field (substring), rule)
 BINARY: list[tuple[str, tuple[bytes, dict[str, str]], str, str]] = [
@@ -212,23 +234,33 @@ BINARY: list[tuple[str, tuple[bytes, dict[str, str]], str, str]] = [
     ("header-float", binary_body(C, T, header="1.5"), HEADER, "format"),
     ("header-past-the-body", binary_body(C, T, header="100000"), HEADER, "range"),
     ("header-cuts-the-json", binary_body(C, T, header="10"), "body", "json"),
-    ("json-not-an-object", (b"[1]", {"content-type": "application/octet-stream", HEADER: "3"}), "body", "type"),
+    ("json-not-an-object", (b"[1]", {"content-type": OCTETS, HEADER: "3"}), "body", "type"),
     ("shape-says-more-rows", binary_body(_with(C, shape=[3]), T), "customer_id", "shape"),
     ("shape-not-integers", binary_body(_with(C, shape=["x"]), T), "customer_id", "shape"),
     ("size-past-the-body", binary_body(_size(C, 4096), T), "customer_id", "binary_data_size"),
     ("size-negative", binary_body(_size(C, -8), T), "customer_id", "binary_data_size"),
     ("size-not-a-number", binary_body(_size(C, "8"), T), "customer_id", "binary_data_size"),
-    ("int64-partial-element", binary_body(tensor("customer_id", "INT64", [1], b"\x01\x02\x03"), T), "customer_id", "shape"),
-    ("bytes-prefix-lies", binary_body(C, tensor("ticket_text", "BYTES", [1], struct.pack("<I", 500) + b"short")), "ticket_text", "bytes_length"),
-    ("bytes-prefix-truncated", binary_body(C, tensor("ticket_text", "BYTES", [1], b"\x05\x00")), "ticket_text", "bytes_length"),
-    ("bytes-fewer-elements", binary_body(C, tensor("ticket_text", "BYTES", [2], strings(b"one"))), "ticket_text", "shape"),
-    ("bytes-trailing-garbage", binary_body(C, tensor("ticket_text", "BYTES", [1], strings(b"one") + b"zz")), "ticket_text", "bytes_length"),
+    ("int64-partial-element", binary_body(id_raw(b"\x01\x02\x03"), T), "customer_id", "shape"),
+    (
+        "bytes-prefix-lies",
+        binary_body(C, text_raw(struct.pack("<I", 500) + b"short")),
+        "ticket_text",
+        "bytes_length",
+    ),
+    ("bytes-prefix-truncated", binary_body(C, text_raw(b"\x05\x00")), "ticket_text", "bytes_length"),
+    ("bytes-fewer-elements", binary_body(C, text_raw(strings(b"one"), rows=2)), "ticket_text", "shape"),
+    (
+        "bytes-trailing-garbage",
+        binary_body(C, text_raw(strings(b"one") + b"zz")),
+        "ticket_text",
+        "bytes_length",
+    ),
     ("invalid-utf8", binary_body(C, texts(b"caf\xc3\x28 latte")), "ticket_text[0]", "encoding"),
-    ("unknown-datatype", binary_body(tensor("customer_id", "INT128", [1], b"\0" * 16), T), "customer_id", "datatype"),
+    ("unknown-datatype", binary_body(id_raw(b"\0" * 16, "INT128"), T), "customer_id", "datatype"),
     ("bytes-after-last-input", binary_body(C, T, extra=b"\0" * 7), "body", "binary_data_size"),
-    ("no-data-no-size", binary_body(({"name": "customer_id", "datatype": "INT64", "shape": [1]}, b""), T), "customer_id", "data"),
-    ("input-without-name", binary_body(({"datatype": "INT64", "shape": [1], "parameters": {"binary_data_size": 8}}, int64s(1)), T), "inputs[0].name", "required"),
-]  # fmt: skip
+    ("no-data-no-size", binary_body((NO_DATA, b""), T), "customer_id", "data"),
+    ("input-without-name", binary_body((NO_NAME, int64s(1)), T), "inputs[0].name", "required"),
+]
 
 
 @pytest.mark.parametrize(("body", "field", "rule"), [b[1:] for b in BINARY], ids=[b[0] for b in BINARY])
@@ -275,14 +307,18 @@ def test_every_error_of_every_endpoint_is_the_one_format(server: Server, stack: 
             "model version infer": c.post(f"/v2/models/{m}/versions/1/infer", json=v2),
             "unknown route": c.get("/no/such/route"),
             "wrong method": c.delete("/v2/health/ready"),
-            "unknown model": c.post(f"/v2/models/nope/infer", json=v2),
+            "unknown model": c.post("/v2/models/nope/infer", json=v2),
             # No content-length: the limit is found while reading, inside FastAPI's body parsing.
             "chunked V2 body over the limit": c.post(
-                f"/v2/models/{m}/infer", content=_chunks(too_big), headers={"content-type": "application/json"}
+                f"/v2/models/{m}/infer",
+                content=_chunks(too_big),
+                headers={"content-type": "application/json"},
             ),
             "chunked V1 body over the limit": c.post(
                 f"/v1/models/{m}:predict",
-                content=_chunks(json.dumps({"instances": [{**row, "ticket_text": "y" * 2_000_000}]}).encode()),
+                content=_chunks(
+                    json.dumps({"instances": [{**row, "ticket_text": "y" * 2_000_000}]}).encode()
+                ),
                 headers={"content-type": "application/json"},
             ),
         }
@@ -320,8 +356,13 @@ def log_since(server: Server, offset: int) -> str:
 def test_a_client_that_disconnects_mid_body_is_499_not_500(server: Server, stack: Stack) -> None:
     before = scrape(server)
     offset = len(server.log_text())
-    body = json.dumps({"instances": [{"customer_id": known_entities(stack, 1)[0], "ticket_text": "x" * 3000}]})
-    for path, rid in ((f"/v1/models/{server.model}:predict", "gone-v1"), (f"/v2/models/{server.model}/infer", "gone-v2")):
+    body = json.dumps(
+        {"instances": [{"customer_id": known_entities(stack, 1)[0], "ticket_text": "x" * 3000}]}
+    )
+    for path, rid in (
+        (f"/v1/models/{server.model}:predict", "gone-v1"),
+        (f"/v2/models/{server.model}/infer", "gone-v2"),
+    ):
         head = (
             f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"x-request-id: {rid}\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -332,16 +373,21 @@ def test_a_client_that_disconnects_mid_body_is_499_not_500(server: Server, stack
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         after = scrape(server)
-        if value(after, "shipyard_requests_total", code="499") - value(before, "shipyard_requests_total", code="499") >= 2:
+        if (
+            value(after, "shipyard_requests_total", code="499")
+            - value(before, "shipyard_requests_total", code="499")
+            >= 2
+        ):
             break
         time.sleep(0.1)
     delta = {
-        code: value(after, "shipyard_requests_total", code=code) - value(before, "shipyard_requests_total", code=code)
+        code: value(after, "shipyard_requests_total", code=code)
+        - value(before, "shipyard_requests_total", code=code)
         for code in ("499", "500", "400")
     }
     assert delta == {"499": 2, "500": 0, "400": 0}, delta
     assert "Traceback" not in log_since(server, offset)
-    records = {}
+    records: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not {"gone-v1", "gone-v2"} <= set(records):
         time.sleep(0.2)
@@ -354,20 +400,26 @@ def test_a_client_gone_before_its_turn_costs_no_prediction(server: Server, stack
     """The predict pool is busy; a client sends a full request and leaves. Its rows are never
     scored (the predictions counter moves by exactly the other requests' rows) and it counts as 499."""
     customers = known_entities(stack, 3)
-    batch = [{"customer_id": customers[i % 3], "ticket_text": f"my order {i} has not arrived"} for i in range(256)]
-    busy = 8
+    batch = [
+        {"customer_id": customers[i % 3], "ticket_text": f"my order {i} has not arrived"} for i in range(256)
+    ]
+    busy = 12
     before = scrape(server)
 
     def predict() -> int:
         with httpx.Client(base_url=server.url, timeout=60) as c:
             return c.post(f"/v1/models/{server.model}:predict", json={"instances": batch}).status_code
 
-    victim = json.dumps({"instances": [{"customer_id": customers[0], "ticket_text": "where is my refund"}] * 3})
+    victim = json.dumps(
+        {"instances": [{"customer_id": customers[0], "ticket_text": "where is my refund"}] * 3}
+    )
     with concurrent.futures.ThreadPoolExecutor(busy) as pool:
         futures = [pool.submit(predict) for _ in range(busy)]
-        time.sleep(0.15)  # the pool is working through the batches
+        # One batch is answered: the others are queued for the one predict thread behind it.
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
         head = (
-            f"POST /v1/models/{server.model}:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST /v1/models/{server.model}:predict HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: application/json\r\n"
             f"x-request-id: gone-early\r\nContent-Length: {len(victim)}\r\n\r\n"
         ).encode()
         with socket.create_connection(("127.0.0.1", server.config.port)) as s:
@@ -376,12 +428,20 @@ def test_a_client_gone_before_its_turn_costs_no_prediction(server: Server, stack
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         after = scrape(server)
-        if value(after, "shipyard_requests_total", code="499") > value(before, "shipyard_requests_total", code="499"):
+        if value(after, "shipyard_requests_total", code="499") > value(
+            before, "shipyard_requests_total", code="499"
+        ):
             break
         time.sleep(0.1)
     rows = value(after, "shipyard_predictions_total", model=server.model) - value(
         before, "shipyard_predictions_total", model=server.model
     )
     assert rows == busy * 256
-    assert value(after, "shipyard_requests_total", code="499") - value(before, "shipyard_requests_total", code="499") == 1
-    assert value(after, "shipyard_requests_total", code="500") == value(before, "shipyard_requests_total", code="500")
+    assert (
+        value(after, "shipyard_requests_total", code="499")
+        - value(before, "shipyard_requests_total", code="499")
+        == 1
+    )
+    assert value(after, "shipyard_requests_total", code="500") == value(
+        before, "shipyard_requests_total", code="500"
+    )

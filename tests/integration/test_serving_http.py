@@ -145,8 +145,10 @@ def test_probes_and_metadata(server: Server) -> None:
         assert c.get(f"/v1/models/{server.model}").json()["ready"] is True
         assert c.get(f"/v2/models/{server.model}/ready").json()["ready"] is True
         meta = c.get(f"/v2/models/{server.model}").json()
-        assert [i["name"] for i in meta["inputs"]] == ["customer_id", "ticket_text", "timestamp"]
-        assert [i["datatype"] for i in meta["inputs"]] == ["INT64", "BYTES", "BYTES"]
+        # The version's own request fields, in the project's order (ticket_id: the optional event id
+        # monitoring joins late labels on).
+        assert [i["name"] for i in meta["inputs"]] == ["customer_id", "ticket_text", "timestamp", "ticket_id"]
+        assert [i["datatype"] for i in meta["inputs"]] == ["INT64", "BYTES", "BYTES", "BYTES"]
         assert [o["name"] for o in meta["outputs"]] == ["department", "probabilities", "entity_found"]
         missing = c.get("/v2/models/no-such-model/ready")
         assert missing.status_code == 404

@@ -23,8 +23,19 @@ from tests.integration.serving_stack import Server, Stack, known_entities
 from tests.integration.test_serving_hardening import read_request_log
 from tests.integration.test_serving_lifecycle import scrape, value
 
-PROFILE = {"region": "north", "segment": "retail", "is_employee": 0, "account_age_days": 900, "num_products": 2}
-ACTIVITY = {"open_invoices": 3, "recent_orders_30d": 1, "failed_logins_7d": 0, "days_since_last_payment": 12.5}
+PROFILE = {
+    "region": "north",
+    "segment": "retail",
+    "is_employee": 0,
+    "account_age_days": 900,
+    "num_products": 2,
+}
+ACTIVITY = {
+    "open_invoices": 3,
+    "recent_orders_30d": 1,
+    "failed_logins_7d": 0,
+    "days_since_last_payment": 12.5,
+}
 BAD_NUMBER, MISSING_NUMBER, NAN_NUMBER = 8_000_000_001, 8_000_000_002, 8_000_000_003
 BAD_CATEGORY, MISSING_CATEGORY, NEG_INF = 8_000_000_004, 8_000_000_005, 8_000_000_006
 TEXT = "my invoice was charged twice"
@@ -38,7 +49,12 @@ def write_customers(repo: Path, yaml_name: str, customers: dict[int, dict[str, A
     now = pd.Timestamp.now(tz="UTC")
     for view, defaults in (("customer_profile", PROFILE), ("customer_activity", ACTIVITY)):
         rows = [
-            {"customer_id": key, "event_timestamp": now, "created": now, **{c: values.get(c, defaults[c]) for c in defaults}}
+            {
+                "customer_id": key,
+                "event_timestamp": now,
+                "created": now,
+                **{c: values.get(c, defaults[c]) for c in defaults},
+            }
             for key, values in customers.items()
         ]
         store.write_to_online_store(view, pd.DataFrame(rows))
@@ -68,10 +84,20 @@ def test_inf_nan_and_unknown_categories_from_the_store_are_missing_values(
     server: Server, stack: Stack, bad_rows: dict[int, dict[str, Any]]
 ) -> None:
     healthy = known_entities(stack, 2)
-    order = [healthy[0], BAD_NUMBER, NEG_INF, NAN_NUMBER, MISSING_NUMBER, BAD_CATEGORY, MISSING_CATEGORY, healthy[1]]
+    order = [
+        healthy[0],
+        BAD_NUMBER,
+        NEG_INF,
+        NAN_NUMBER,
+        MISSING_NUMBER,
+        BAD_CATEGORY,
+        MISSING_CATEGORY,
+        healthy[1],
+    ]
     before = scrape(server)
     batch = server.v1(
-        [{"customer_id": c, "ticket_text": TEXT} for c in order], headers={"x-request-id": "bad-online-values"}
+        [{"customer_id": c, "ticket_text": TEXT} for c in order],
+        headers={"x-request-id": "bad-online-values"},
     )
     assert batch.status_code == 200, batch.text
     got = dict(zip(order, probabilities(batch), strict=True))
@@ -101,7 +127,9 @@ def test_inf_nan_and_unknown_categories_from_the_store_are_missing_values(
     record: dict[str, Any] | None = None
     while record is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        record = next((r for r in read_request_log(server.request_log) if r["request_id"] == "bad-online-values"), None)
+        record = next(
+            (r for r in read_request_log(server.request_log) if r["request_id"] == "bad-online-values"), None
+        )
     assert record is not None
     rows = dict(zip(order, record["rows"], strict=True))
     assert rows[BAD_NUMBER]["invalid_features"] == {"days_since_last_payment": "non_finite"}
@@ -113,7 +141,9 @@ def test_inf_nan_and_unknown_categories_from_the_store_are_missing_values(
     # The request log stays strict JSON: no Infinity / NaN tokens.
     for path in server.request_log.glob("requests-*.jsonl"):
         for line in path.read_text().splitlines():
-            json.loads(line, parse_constant=lambda token: pytest.fail(f"non-JSON token {token} in the request log"))
+            json.loads(
+                line, parse_constant=lambda token: pytest.fail(f"non-JSON token {token} in the request log")
+            )
 
 
 def test_a_bad_online_value_is_the_same_over_v2(server: Server, bad_rows: dict[int, dict[str, Any]]) -> None:

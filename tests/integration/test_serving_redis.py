@@ -152,3 +152,28 @@ def test_redis_down_is_503_and_the_server_recovers_by_itself(stack: Stack, tmp_p
             time.sleep(0.25)
         assert recovered is not None and recovered.status_code == 200, recovered and recovered.text
         assert recovered.json()["predictions"] == healthy.json()["predictions"]
+
+
+def test_a_non_finite_value_in_redis_is_a_missing_value(
+    stack: Stack, redis_features: RedisFeatures, redis_model_server: Server
+) -> None:
+    """Issue 8, item 5 on the deployed store: `inf` in a customer's Redis row is answered like the
+    value missing (never a 5xx), for that row only."""
+    import math
+
+    from tests.integration.test_serving_online_values import write_customers
+
+    bad, missing = 9_100_000_001, 9_100_000_002
+    with environ(redis_features.env):
+        write_customers(
+            stack.repo,
+            redis_features.yaml_name,
+            {bad: {"days_since_last_payment": math.inf}, missing: {"days_since_last_payment": None}},
+        )
+    healthy = known_entities(stack, 1)[0]
+    rows = [{"customer_id": c, "ticket_text": "refund for invoice 9"} for c in (bad, missing, healthy)]
+    r = redis_model_server.v1(rows)
+    assert r.status_code == 200, r.text
+    bad_p, missing_p, healthy_p = (p["probabilities"] for p in r.json()["predictions"])
+    assert bad_p == missing_p
+    assert healthy_p == redis_model_server.v1(rows[2:]).json()["predictions"][0]["probabilities"]

@@ -9,6 +9,7 @@ connection forever.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -77,7 +78,9 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(stack: Stack, tm
             assert ready.status_code == 503, ready.text
             assert ready.json()["code"] == "shutting_down"
             assert get(server, "/v2/health/live").status_code == 200  # alive: do not restart, just drain
-            late = server.v1([{"customer_id": 100001, "ticket_text": "too late"}], headers={"x-request-id": "late"})
+            late = server.v1(
+                [{"customer_id": 100001, "ticket_text": "too late"}], headers={"x-request-id": "late"}
+            )
             assert late.status_code == 503 and late.json()["code"] == "shutting_down", late.text
             assert late.headers.get("connection") == "close"
             assert value(scrape(server), "shipyard_model_ready", model=server.model) == 0
@@ -87,7 +90,8 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(stack: Stack, tm
             assert json.loads(answer)["predictions"][0]["department"]
         started = time.monotonic()
         assert server.process.wait(15) == 0  # type: ignore[union-attr]
-        assert time.monotonic() - started < 5  # nothing left in flight: no need to wait out the grace period
+        # Nothing left in flight: it does not wait out the grace period (20 s).
+        assert time.monotonic() - started < 10
     finally:
         server.stop()
     records = {r["request_id"]: r["status"] for r in read_request_log(server.request_log)}
@@ -109,7 +113,7 @@ def test_a_request_still_in_flight_after_the_grace_period_gets_a_503(stack: Stac
         assert status == 503, answer
         error = json.loads(answer)
         assert error["code"] == "shutting_down" and error["request_id"] == "stuck", error
-        assert 1.5 < waited < 5, waited
+        assert 1.5 < waited < 8, waited  # the grace period, not uvicorn's former fixed 10 s
         assert server.process.wait(10) == 0  # type: ignore[union-attr]
     finally:
         server.stop()
@@ -139,19 +143,19 @@ def test_sigterm_during_start_up_exits_promptly(stack: Stack, tmp_path: Path, ma
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         ready_seen = False
-        while proc.poll() is None and time.monotonic() - sent < 10:
-            try:
+        while proc.poll() is None and time.monotonic() - sent < 15:
+            with contextlib.suppress(httpx.TransportError):
                 ready_seen |= get(server, "/v2/health/ready").status_code == 200
-            except httpx.TransportError:
-                pass
             time.sleep(0.05)
-        assert proc.poll() is not None, f"still running 10 s after SIGTERM: {server.tail()}"
+        assert proc.poll() is not None, f"still running 15 s after SIGTERM: {server.tail()}"
         assert proc.returncode == 0, server.tail()
-        assert time.monotonic() - sent < 5
+        # Measured 1.3-1.6 s on 2 busy cores (load 9), most of it the interpreter's own teardown.
+        assert time.monotonic() - sent < 10
         assert not ready_seen
     finally:
         server.stop(timeout=5)
     assert "start-up interrupted" in server.log_text()
+    assert "Uvicorn running" not in server.log_text()  # it never listened
 
 
 # -- slow clients ---------------------------------------------------------------------------------------
@@ -210,14 +214,26 @@ def test_headers_sent_one_byte_at_a_time_get_a_408(strict_server: Server, stack:
 def test_a_body_sent_one_byte_at_a_time_gets_a_408(strict_server: Server, stack: Stack) -> None:
     before = scrape(strict_server)
     body = body_for(stack)
-    closed_after, received = drip(strict_server, predict_request(strict_server, body, "slow-body"), body, 0.25, 15)
+    closed_after, received = drip(
+        strict_server, predict_request(strict_server, body, "slow-body"), body, 0.25, 15
+    )
     assert 2.5 < closed_after < 6, (closed_after, received)
     status, error = error_of(received)
-    assert status == 408 and (error["code"], error["field"], error["rule"]) == ("request_timeout", "body", "read_timeout")
+    assert status == 408 and (error["code"], error["field"], error["rule"]) == (
+        "request_timeout",
+        "body",
+        "read_timeout",
+    )
     assert error["request_id"] == "slow-body"
     after = scrape(strict_server)
-    assert value(after, "shipyard_requests_total", code="408") - value(before, "shipyard_requests_total", code="408") >= 1
-    assert value(after, "shipyard_requests_total", code="500") == value(before, "shipyard_requests_total", code="500")
+    assert (
+        value(after, "shipyard_requests_total", code="408")
+        - value(before, "shipyard_requests_total", code="408")
+        >= 1
+    )
+    assert value(after, "shipyard_requests_total", code="500") == value(
+        before, "shipyard_requests_total", code="500"
+    )
 
 
 def test_a_header_flood_gets_a_431(strict_server: Server) -> None:
@@ -225,10 +241,8 @@ def test_a_header_flood_gets_a_431(strict_server: Server) -> None:
         b"x-filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(200)
     )
     with socket.create_connection(("127.0.0.1", strict_server.config.port), timeout=10) as s:
-        try:
+        with contextlib.suppress(OSError):  # the server may close before it has read everything
             s.sendall(flood)
-        except OSError:
-            pass
         received = b""
         while True:
             try:
@@ -246,7 +260,10 @@ def test_ordinary_clients_are_unaffected_by_the_timeouts(strict_server: Server, 
     rows = [{"customer_id": c, "ticket_text": "parcel lost"} for c in known_entities(stack, 2)]
     with strict_server.client() as c:
         for _ in range(3):
-            assert c.post(f"/v1/models/{strict_server.model}:predict", json={"instances": rows}).status_code == 200
+            assert (
+                c.post(f"/v1/models/{strict_server.model}:predict", json={"instances": rows}).status_code
+                == 200
+            )
             # Idle between requests on one keep-alive connection, longer than the header timeout:
             # the header clock starts with a request's first byte, idle time is keep-alive's.
             time.sleep(2.5)

@@ -1,11 +1,12 @@
-"""Fixtures for the k8s tier: one real kube-apiserver + etcd per test session.
+"""Fixtures for the k8s tier: one real control plane (apiserver, controllers, kwok, KServe) per session.
 
-One per session because the apiserver takes seconds to start and tests isolate themselves by
-namespace; every test gets a fresh, uniquely named namespace instead of a fresh cluster.
+One per session because it takes seconds to start and tests isolate themselves by namespace; every
+test gets a fresh, uniquely named namespace instead of a fresh cluster.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Generator, Iterator
 
@@ -20,7 +21,12 @@ _CLUSTER = pytest.StashKey[Cluster]()
 
 @pytest.fixture(scope="session")
 def k8s(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """A ready apiserver with the KServe CRDs installed; stopped and wiped after the session."""
+    """A ready control plane with KServe; stopped and wiped after the session.
+
+    Running: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (fake nodes
+    `k8s.nodes`) and the KServe controller manager with its webhooks, CRDs, inferenceservice-config
+    (Standard deployment mode by default) and ClusterServingRuntimes.
+    """
     missing = missing_tools()
     require(not missing, f"Kubernetes test tools not built ({', '.join(missing)}): run `make k8s-tools`")
     with run_cluster() as cluster:
@@ -33,15 +39,24 @@ def k8s(request: pytest.FixtureRequest) -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(k8s: Cluster) -> Iterator[str]:
-    """A fresh namespace, deleted afterwards (it stays Terminating: no namespace controller runs).
+    """A fresh namespace with its `default` ServiceAccount, deleted (not waited for) afterwards.
 
-    Also creates the `default` ServiceAccount, which the missing controller-manager would add and
-    without which the ServiceAccount admission plugin rejects every Pod.
+    The controller-manager creates the ServiceAccount (without it the ServiceAccount admission
+    plugin rejects every Pod), so this waits for it; deletion then really removes the namespace
+    and everything in it, through the namespace controller.
     """
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(k8s.api_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    core.create_namespaced_service_account(name, client.V1ServiceAccount(metadata={"name": "default"}))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except client.ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     yield name
     core.delete_namespace(name)
 
@@ -50,10 +65,14 @@ def namespace(k8s: Cluster) -> Iterator[str]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    # The apiserver log explains most k8s-tier failures (admission, validation, auth), so a failed
-    # test shows its tail right below the traceback.
+    # The apiserver log explains most k8s-tier failures (admission, validation, auth), KServe's log
+    # why an InferenceService is not reconciled, so a failed test shows their tails below the traceback.
     report = yield
     cluster = item.config.stash.get(_CLUSTER, None)
     if report.failed and cluster is not None:
         report.sections.append(("kube-apiserver log (last 40 lines)", cluster.log_tail(40)))
+        if "kserve-manager" in cluster.logs:
+            report.sections.append(
+                ("kserve-manager log (last 30 lines)", cluster.log_tail(30, "kserve-manager"))
+            )
     return report

@@ -273,4 +273,4 @@ def test_the_real_project_contract_loads_and_validates(tmp_path: Any) -> None:
     assert contract.field_names == tuple(f.name for f in spec.request)
     assert contract.label == spec.label and contract.labels == spec.classes
     (got,) = contract.v1({"instances": [{"customer_id": 5, "ticket_text": "login broken"}]})
-    assert got == {"customer_id": 5, "ticket_text": "login broken", "timestamp": None}
+    assert got == {"customer_id": 5, "ticket_text": "login broken", "timestamp": None, "ticket_id": None}

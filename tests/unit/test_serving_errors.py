@@ -24,6 +24,12 @@ from serving.metrics import contract_field, set_contract_fields
         (errors.PayloadTooLarge("big", "body", "max_bytes"), 413, "payload_too_large"),
         (errors.UnsupportedMediaType("xml", "content-type", "media_type"), 415, "unsupported_media_type"),
         (NotImplementedError("versions"), 404, "not_found"),
+        (errors.ShuttingDown("bye", "server", "shutting_down"), 503, "shutting_down"),
+        (errors.RequestTimeout("slow", "body", "read_timeout"), 408, "request_timeout"),
+        (errors.HeadersTooLarge("big", "headers", "max_bytes"), 431, "headers_too_large"),
+        (errors.ClientDisconnected("gone", "body", "disconnected"), 499, "client_disconnected"),
+        (kerrors.ServerNotLive(), 503, "model_not_ready"),
+        (kerrors.UnsupportedProtocol("grpc"), 404, "not_found"),
         (KeyError("/srv/secret/path.py"), 500, "internal_error"),
         (RuntimeError("Traceback (most recent call last): File /x.py"), 500, "internal_error"),
     ],
@@ -56,3 +62,35 @@ def test_violation_labels_are_a_closed_set() -> None:
         assert contract_field(None) == "body"
     finally:
         set_contract_fields(())
+
+
+def test_what_starlette_and_fastapi_raise_is_translated_too() -> None:
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+
+    assert errors.render(ClientDisconnect(), None)[0] == 499
+    # FastAPI wraps anything raised while it reads a body as "400 There was an error parsing the body".
+    status, body = errors.render(HTTPException(400, "There was an error parsing the body"), None)
+    assert (status, body["code"], body["rule"]) == (400, "malformed_request", "read")
+    assert errors.render(HTTPException(413), None)[0] == 413
+
+
+def test_slow_or_vanished_clients_are_not_contract_violations() -> None:
+    from serving.metrics import CONTRACT_VIOLATIONS
+
+    def total() -> float:
+        return sum(
+            s.value for m in CONTRACT_VIOLATIONS.collect() for s in m.samples if s.name.endswith("_total")
+        )
+
+    before = total()
+    for exc in (
+        errors.RequestTimeout("slow", "body", "read_timeout"),
+        errors.ClientDisconnected("gone", "body", "disconnected"),
+        errors.HeadersTooLarge("big", "headers", "max_bytes"),
+        errors.RouteNotFound("no", "path", "route"),
+    ):
+        errors.render(exc, None)
+    assert total() == before
+    errors.render(errors.InvalidRequest("x", "ticket_text", "max_length"), None)
+    assert total() == before + 1

@@ -26,6 +26,8 @@ PROJECT = ProjectSpec(
         RequestField(name="applicant_id", type="integer", min=1),
         RequestField(name="amount", type="number", min=100, max=1_000_000, description="EUR requested."),
         RequestField(name="term_months", type="integer", min=6, max=120),
+        # Passed through and logged so monitoring can join the outcome once it is known; not an input.
+        RequestField(name="application_id", type="integer", required=False, min=0),
     ),
     feature_service="loan_default_v1",
     events_table="applications",

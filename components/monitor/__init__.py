@@ -1,0 +1,1 @@
+"""The monitor component (monitoring: drift, data quality, fresh-label accuracy, age -> decision)."""

@@ -1,0 +1,127 @@
+"""The monitoring pipeline: collect (request-log window + arrived labels) -> monitor (drift, data
+quality, fresh-label accuracy, age -> report, metrics, summary and a healthy / warn / retrain decision).
+
+`make_monitoring_pipeline(settings)` builds it for one environment exactly like
+`pipelines.training.make_pipeline`: the settings are the parameter defaults (`monitoring_arguments`,
+the one mapping) and every task gets the environment's storage endpoint and Secret-backed
+credentials. The served version is a parameter (`model_uri`, its content-addressed directory, and
+`model_version`, its label): `shipyard monitor run` resolves it locally; on a cluster the release
+record names it. The monitor task returns the decision, so a continuous-training pipeline can branch
+on it (`dsl.If(decision == "retrain")`).
+"""
+
+# No `from __future__ import annotations` here or in components: KFP reads the annotations at runtime.
+
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler, dsl
+from kfp.dsl import Artifact
+
+from components.collect.component import collect
+from components.monitor.component import monitor
+from pipelines.training import _environment as task_environment
+from pipelines.training import environment_settings
+from shipyard.errors import SettingsError
+from shipyard.settings import Settings
+
+__all__ = [
+    "compile_monitoring_pipeline",
+    "make_monitoring_pipeline",
+    "monitoring_arguments",
+    "request_log_uri",
+]
+
+
+def request_log_uri(settings: Settings) -> str:
+    """Where the served model's request log is: `monitoring.request_log`, else the server's own."""
+    configured = settings.monitoring.request_log
+    if configured:
+        if "://" in configured or Path(configured).is_absolute():
+            return configured
+        return str(Path(settings.state_dir) / configured)
+    directory = settings.serving.request_log.directory
+    if directory is None:
+        raise SettingsError(
+            "no request log to monitor: serving.request_log.directory is null and monitoring.request_log "
+            "is not set"
+        )
+    return str(Path(settings.state_dir) / directory)
+
+
+def monitoring_arguments(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The one mapping from an environment's settings to the monitoring pipeline's parameters."""
+    args: dict[str, Any] = {
+        "project": settings.project,
+        "request_log": request_log_uri(settings),
+        "source_dir": str(settings.data_dir),
+        "model_uri": "",
+        "model_version": "",
+        "window_start": "",
+        "window_end": "",
+        "labels_as_of": "",
+        # KFP parameters cannot hold null: unset options are left out (their default is None).
+        "monitoring": settings.monitoring.model_dump(mode="json", exclude_none=True),
+    }
+    args.update(overrides)
+    return args
+
+
+def make_monitoring_pipeline(settings: Settings) -> Any:
+    """The monitoring pipeline with `settings` as its defaults and environment (see module docstring)."""
+    d = monitoring_arguments(settings)
+    env = task_environment(settings)
+
+    @dsl.pipeline(
+        name="shipyard-monitoring",
+        description="Request-log window + arrived labels vs the served version: drift, data quality, "
+        "fresh-label accuracy and age; an HTML report and a healthy / warn / retrain decision.",
+    )
+    def monitoring_pipeline(
+        model_uri: str,
+        model_version: str = "",
+        project: str = d["project"],
+        request_log: str = d["request_log"],
+        source_dir: str = d["source_dir"],
+        window_start: str = "",
+        window_end: str = "",
+        labels_as_of: str = "",
+        monitoring: dict = d["monitoring"],
+    ) -> Artifact:
+        collected = env(
+            collect(
+                project=project,
+                request_log=request_log,
+                source_dir=source_dir,
+                model_uri=model_uri,
+                model_version=model_version,
+                window_start=window_start,
+                window_end=window_end,
+                labels_as_of=labels_as_of,
+                monitoring=monitoring,
+            )
+        )
+        # The log grows under the same parameters (an empty window end means "now"): never cache.
+        collected.set_caching_options(False)
+        collected.set_display_name("collect")
+        assessed = env(
+            monitor(
+                project=project,
+                rows=collected.outputs["rows"],
+                window=collected.outputs["window"],
+                model_uri=model_uri,
+                model_version=model_version,
+                monitoring=monitoring,
+            )
+        )
+        assessed.set_display_name("monitor")
+        return assessed.outputs["summary"]
+
+    return monitoring_pipeline
+
+
+def compile_monitoring_pipeline(path: Path, settings: Settings | None = None) -> Path:
+    """Compile the monitoring pipeline for `settings` (default: the `dev` environment) to `path`."""
+    pipeline = make_monitoring_pipeline(settings or environment_settings("dev"))
+    compiler.Compiler().compile(pipeline, str(path))
+    return path
