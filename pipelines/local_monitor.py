@@ -5,35 +5,27 @@ directory), runs `pipelines/monitoring.py` with `kfp.local.SubprocessRunner` (ea
 process, artifacts in the pipeline root), and copies the report and the summary to
 `<state_dir>/<monitoring.report_dir>/<version>-<window end>/` plus `latest.html` / `latest.json`
 beside them, where a person opens them. Steps report through structured events ($SHIPYARD_EVENTS),
-which is what this runner reads; their terminal output goes to `<pipeline_root>/last-monitor.log`.
+which is what this runner reads; their terminal output goes to `<pipeline_root>/last-monitoring.log`.
 """
 
 from __future__ import annotations
 
-import io
-import logging
-import os
 import shutil
 import sys
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from shipyard.errors import RegistryError, ShipyardError
+from pipelines.local_run import run_locally
+from shipyard.errors import RegistryError
 from shipyard.monitor_steps import resolve_window
 from shipyard.monitoring import MonitoringSummary, read_request_log
-from shipyard.records import EVENTS_ENV, read_events
 from shipyard.registry import ModelRegistry, VersionEntry
 from shipyard.settings import Settings
 
-__all__ = ["MonitorRun", "MonitoringFailedError", "run_monitoring", "served_version"]
-
-
-class MonitoringFailedError(ShipyardError):
-    """A monitoring task failed; the message carries the task's own error when it raised one."""
+__all__ = ["MonitorRun", "run_monitoring", "served_version"]
 
 
 @dataclass(frozen=True)
@@ -69,26 +61,6 @@ def served_version(
     return champion
 
 
-class _Tee(io.TextIOBase):
-    """Everything to the run log; Shipyard's progress lines (and everything, if verbose) to `inner`."""
-
-    def __init__(self, inner: TextIO, log: TextIO, verbose: bool) -> None:
-        self.inner, self.log, self.verbose = inner, log, verbose
-
-    def write(self, text: str) -> int:
-        self.log.write(text)
-        if self.verbose:
-            return self.inner.write(text)
-        for line in text.splitlines():
-            if line.strip().startswith("[shipyard:"):
-                self.inner.write("  " + line.strip() + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        self.inner.flush()
-        self.log.flush()
-
-
 def run_monitoring(
     settings: Settings,
     window_start: str = "",
@@ -99,8 +71,6 @@ def run_monitoring(
     say: TextIO = sys.stdout,
 ) -> MonitorRun:
     """Run the monitoring pipeline with kfp.local for the served version; return its summary."""
-    from kfp import local
-
     from pipelines.monitoring import make_monitoring_pipeline, monitoring_arguments, request_log_uri
 
     start, end, as_of = resolve_window(
@@ -116,14 +86,6 @@ def run_monitoring(
         f"monitoring: {settings.spec.name} {entry.version} ({entry.status}), requests "
         f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC from {log_uri}\n"
     )
-    root = Path(settings.pipeline_root)
-    root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    if not verbose:
-        logging.getLogger("kfp").setLevel(logging.WARNING)
-        warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-    events_file = root / "last-monitor.events.jsonl"
-    events_file.unlink(missing_ok=True)
     arguments: dict[str, Any] = monitoring_arguments(
         settings,
         model_uri=uri,
@@ -132,24 +94,14 @@ def run_monitoring(
         window_end=end.isoformat(),
         labels_as_of=as_of.isoformat(),
     )
-    previous_env = os.environ.get(EVENTS_ENV)
-    os.environ[EVENTS_ENV] = str(events_file)
-    with (root / "last-monitor.log").open("w") as log:
-        previous, sys.stdout = sys.stdout, _Tee(say, log, verbose)
-        try:
-            task = make_monitoring_pipeline(settings)(**arguments)
-        except RuntimeError as exc:
-            errors = [e for e in read_events(events_file) if e.get("kind") == "error"]
-            detail = f"{errors[-1]['step']}: {errors[-1]['message']}" if errors else str(exc)
-            raise MonitoringFailedError(
-                f"monitoring pipeline failed: {detail} (full log: {log.name})"
-            ) from exc
-        finally:
-            sys.stdout = previous
-            if previous_env is None:
-                os.environ.pop(EVENTS_ENV, None)
-            else:
-                os.environ[EVENTS_ENV] = previous_env
+    task = run_locally(
+        make_monitoring_pipeline(settings),
+        arguments,
+        Path(settings.pipeline_root),
+        "monitoring",
+        say,
+        verbose,
+    )
     summary_path = Path(task.output.path)
     # kfp.local writes each output of a task under <run>/<task>/<output name>.
     report_path = summary_path.parent / "report"

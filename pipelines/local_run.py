@@ -106,46 +106,60 @@ def champion_arguments(settings: Settings, say: TextIO = sys.stdout) -> dict[str
     return {"champion_uri": reg.uri(champion.version), "champion_version": champion.version}
 
 
-def run_pipeline(
-    settings: Settings, verbose: bool = False, say: TextIO = sys.stdout, **overrides: Any
-) -> RegisterRecord:
-    """Run the training pipeline with kfp.local; return the register step's record.
+def run_locally(
+    pipeline: Any,
+    arguments: dict[str, Any],
+    pipeline_root: Path,
+    name: str,
+    say: TextIO = sys.stdout,
+    verbose: bool = False,
+) -> Any:
+    """Run a compiled-from-source pipeline with kfp.local; return its task (outputs on disk).
 
-    The full task output goes to `<pipeline_root>/last-run.log`.
+    The one local runner for every pipeline: each step is its own process (SubprocessRunner, this
+    environment), KFP's full output goes to `<pipeline_root>/last-<name>.log`, progress lines go to
+    `say`, and a failure is reported with the failing step's structured error event.
     """
     import logging
 
     from kfp import local
 
-    from pipelines.training import make_pipeline
-
-    root = Path(settings.pipeline_root)
-    root.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     if not verbose:
         logging.getLogger("kfp").setLevel(logging.WARNING)
         # SubprocessRunner runs our image's code in this very environment, on purpose.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-    events_file = root / "last-run.events.jsonl"
+    events_file = pipeline_root / f"last-{name}.events.jsonl"
     events_file.unlink(missing_ok=True)
-    arguments = pipeline_arguments(settings, **{**champion_arguments(settings, say), **overrides})
     previous_env = os.environ.get(EVENTS_ENV)
     os.environ[EVENTS_ENV] = str(events_file)
-    with (root / "last-run.log").open("w") as log:
-        tee = _Tee(sys.stdout, log, verbose)
-        previous, sys.stdout = sys.stdout, tee
+    with (pipeline_root / f"last-{name}.log").open("w") as log:
+        previous, sys.stdout = sys.stdout, _Tee(say, log, verbose)
         try:
-            task = make_pipeline(settings)(**arguments)
+            return pipeline(**arguments)
         except RuntimeError as exc:
             errors = [e for e in read_events(events_file) if e.get("kind") == "error"]
             detail = f"{errors[-1]['step']}: {errors[-1]['message']}" if errors else str(exc)
-            raise PipelineFailedError(f"training pipeline failed: {detail} (full log: {log.name})") from exc
+            raise PipelineFailedError(f"{name} pipeline failed: {detail} (full log: {log.name})") from exc
         finally:
             sys.stdout = previous
             if previous_env is None:
                 os.environ.pop(EVENTS_ENV, None)
             else:
                 os.environ[EVENTS_ENV] = previous_env
+
+
+def run_pipeline(
+    settings: Settings, verbose: bool = False, say: TextIO = sys.stdout, **overrides: Any
+) -> RegisterRecord:
+    """Run the training pipeline with kfp.local; return the register step's record."""
+    from pipelines.training import make_pipeline
+
+    arguments = pipeline_arguments(settings, **{**champion_arguments(settings, say), **overrides})
+    task = run_locally(
+        make_pipeline(settings), arguments, Path(settings.pipeline_root), "training", say, verbose
+    )
     return read_record(RegisterRecord, task.output.path)
 
 

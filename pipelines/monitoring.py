@@ -20,8 +20,7 @@ from kfp.dsl import Artifact
 
 from components.collect.component import collect
 from components.monitor.component import monitor
-from pipelines.training import _environment as task_environment
-from pipelines.training import environment_settings
+from pipelines.training import environment_settings, task_environment
 from shipyard.errors import SettingsError
 from shipyard.settings import Settings
 

@@ -29,13 +29,20 @@ from components.training_set.component import training_set
 from components.validate.component import validate
 from shipyard.settings import Settings, load_settings, pipeline_arguments
 
-__all__ = ["COMPILED", "compile_pipeline", "environment_settings", "make_pipeline", "same_pipeline"]
+__all__ = [
+    "COMPILED",
+    "compile_pipeline",
+    "environment_settings",
+    "make_pipeline",
+    "same_pipeline",
+    "task_environment",
+]
 
 COMPILED = Path(__file__).with_name("training.yaml")
 ENVIRONMENTS = Path(__file__).resolve().parents[1] / "environments"
 
 
-def _environment(settings: Settings) -> Any:
+def task_environment(settings: Settings) -> Any:
     """What every task's container needs from the environment: storage endpoint, Secret keys."""
     by_secret: dict[str, dict[str, str]] = defaultdict(dict)
     for env_var, ref in sorted(settings.secrets.items()):
@@ -55,7 +62,7 @@ def _environment(settings: Settings) -> Any:
 def make_pipeline(settings: Settings) -> Any:
     """The training pipeline with `settings` as its defaults and environment (see module docstring)."""
     d = pipeline_arguments(settings)
-    env = _environment(settings)
+    env = task_environment(settings)
 
     @dsl.pipeline(
         name="shipyard-training",

@@ -129,9 +129,10 @@ def apply(repo: Path, yaml_name: str = "feature_store.yaml", quiet: bool = True)
     config_path = repo / yaml_name
     if not config_path.exists():
         raise SourceDataError(f"Feast config {config_path} does not exist")
-    foreign = _foreign_registry(repo, load_repo_config(repo, config_path))
+    local_config = load_repo_config(repo, config_path)
+    foreign = _foreign_registry(repo, local_config)
     if foreign is not None:
-        registry_path, _ = _local_paths(repo, load_repo_config(repo, config_path))
+        registry_path, _ = _local_paths(repo, local_config)
         assert registry_path is not None
         aside = registry_path.with_name(f"{registry_path.name}.foreign-{int(time.time())}")
         registry_path.rename(aside)
@@ -194,13 +195,12 @@ def _rooted_store(repo: Path, yaml_name: str, spec: ProjectSpec, features_dir: P
     if not config_path.exists():
         raise SourceDataError(f"Feast config {config_path} does not exist")
     config = load_repo_config(repo, config_path)
-    registry = config.registry
-    file_registry = getattr(registry, "registry_type", "file") == "file" and "://" not in str(registry.path)
-    if file_registry and not Path(registry.path).is_absolute():
-        registry.path = str(repo / registry.path)
-    online = config.online_store
-    if getattr(online, "type", "") == "sqlite" and not Path(online.path).is_absolute():
-        online.path = str(repo / online.path)
+    # Local files stay where they are: only the sources move to `workdir`.
+    registry_path, online_path = _local_paths(repo, config)
+    if registry_path is not None:
+        config.registry.path = str(registry_path)
+    if online_path is not None:
+        config.online_store.path = str(online_path)
     store = FeatureStore(config=config)
     sources = {s.name: s for s in store.list_data_sources()}
     for name, table in spec.feature_tables.items():

@@ -703,7 +703,7 @@ def _prediction_shift(frame: pd.DataFrame, facts: VersionFacts, cfg: MonitoringS
 
 
 def _performance(frame: pd.DataFrame, facts: VersionFacts) -> Performance:
-    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+    from shipyard.evaluation import score  # scikit-learn: imported only when labels are judged
 
     labels = facts.labels
     candidate = facts.evaluation["candidate"]
@@ -730,20 +730,10 @@ def _performance(frame: pd.DataFrame, facts: VersionFacts) -> Performance:
         )
     y_true = labelled[LABEL].astype(str).to_numpy()
     y_pred = labelled[PREDICTION].astype(str).to_numpy()
-    accuracy = float(accuracy_score(y_true, y_pred))
-    macro_f1 = float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
-    per_label = {
-        label: {
-            "precision": float(precision[i]),
-            "recall": float(recall[i]),
-            "f1": float(f1[i]),
-            "support": float(support[i]),
-        }
-        for i, label in enumerate(labels)
-    }
+    # The very scores evaluation computed on the holdout, so the two are comparable by construction.
+    scores = score(y_true, y_pred, list(labels))
+    accuracy, macro_f1 = scores.accuracy, scores.macro_f1
+    per_label = {label: {k: float(v) for k, v in m.items()} for label, m in scores.per_label.items()}
     # One-sided two-proportion z-test: is served accuracy below the holdout's (both are samples)?
     p_value = None
     if ref_rows:
