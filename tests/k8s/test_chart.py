@@ -105,6 +105,20 @@ def apply_server_side(
     return result.stderr
 
 
+def wait_reconciled(k8s: Cluster, docs: list[dict[str, Any]]) -> None:
+    """Wait until KServe's controller has observed each InferenceService's current generation: it
+    keeps writing to the object right after an apply, and a diff taken during that is a race, not
+    drift between git and the cluster."""
+
+    def reconciled(obj: dict[str, Any]) -> bool:
+        return bool(obj.get("status", {}).get("observedGeneration") == obj["metadata"].get("generation"))
+
+    for doc in docs:
+        if doc["kind"] == "InferenceService":
+            meta = doc["metadata"]
+            k8s.wait_for("inferenceservice", meta["name"], meta.get("namespace"), reconciled, timeout_s=60)
+
+
 def diff_server_side(k8s: Cluster, docs: list[dict[str, Any]], manager: str = "shipyard-test") -> str:
     """What applying `docs` again would change (`kubectl diff --server-side`); "" when nothing.
 
@@ -658,6 +672,7 @@ def test_scenario_applies_server_side_with_no_warning(
         ns = client.CoreV1Api(k8s.api_client).read_namespace(target)
         for mode in ("enforce", "audit", "warn"):
             assert ns.metadata.labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+        wait_reconciled(k8s, docs)
         assert diff_server_side(k8s, docs) == "", "applying the same render again would change objects"
 
         # Control: the same apply path reports a pod template that is not `restricted`.

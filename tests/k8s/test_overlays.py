@@ -45,6 +45,7 @@ from tests.k8s.test_chart import (
     storage_container_crd,  # noqa: F401 (a fixture)
     unique,
     wait_for,
+    wait_reconciled,
     write_values,
 )
 
@@ -195,6 +196,7 @@ def test_overlay_applies_server_side_next_to_the_chart(
         isvc = in_namespace(kustomize(k8s, MANIFESTS / "overlays" / env), target)
         isvc[0]["spec"]["predictor"]["storageContainerName"] = storage[0]
         assert apply_server_side(k8s, isvc, manager="shipyard-deployer") == ""
+        wait_reconciled(k8s, isvc)
         assert diff_server_side(k8s, isvc, manager="shipyard-deployer") == ""
         live = yaml.safe_load(
             kubectl(k8s, "get", "inferenceservice", "ticket-router", "-n", target, "-o", "yaml").stdout
