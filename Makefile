@@ -46,6 +46,7 @@ lint: $(STAMP) ## ruff + mypy + import contracts (the platform never imports a p
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shipyard components pipelines serving ticket_routing benchmarks tests
 	$(BIN)/lint-imports
+	bash hack/ci/actionlint.sh
 
 format: $(STAMP) ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
@@ -75,6 +76,7 @@ clean: ## Remove generated data, local runs, registries and caches (keeps .venv 
 # -- serving ------------------------------------------------------------------------------------
 PORT ?= 8080
 BENCH_SECONDS ?= 10
+BENCH_BASELINE ?= # a git commit: also measure its serving/ (e.g. BENCH_BASELINE=c330360, before issue 12)
 
 serve: $(STAMP) ## Serve the champion from `make run` on :8080 or PORT= (KServe V1 + V2 REST, /metrics)
 	@if $(BIN)/shipyard models list --json | grep -q '"champion": null'; then \
@@ -86,11 +88,24 @@ bench-tools: ## Install wrk and redis-server from Debian when missing (the bench
 	  [ "$$(id -u)" = 0 ] || { echo "error: bench needs wrk and redis-server: sudo apt-get install wrk redis-server"; exit 1; }; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk redis-server >/dev/null; }
 
-bench: $(STAMP) bench-tools ## Serving latency/throughput (in-process vs server without/with Feast) + training-pipeline overhead
-	$(BIN)/python -m benchmarks.serving_latency --seconds $(BENCH_SECONDS)
+# The benchmark's MLServer peer lives in its own pinned virtualenv: its dependencies never touch .venv
+# (kfp pins certifi, protobuf ... differently). Rebuilt when its requirements file changes.
+BENCH_VENV := .tools/bench-venv/mlserver
+BENCH_STAMP := $(BENCH_VENV)/.installed
+$(BENCH_STAMP): benchmarks/peers/mlserver-requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (the MLServer peer needs Python 3.11)"; exit 1; }
+	rm -rf $(BENCH_VENV) && $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade "pip==26.3"
+	$(BENCH_VENV)/bin/pip install --quiet -r benchmarks/peers/mlserver-requirements.txt
+	@touch $(BENCH_STAMP)
+
+bench-peers: $(BENCH_STAMP) ## Build the benchmark's peers: MLServer 1.7.1 + mlserver-sklearn in .tools/bench-venv/mlserver
+
+bench: $(STAMP) bench-tools bench-peers ## Serving vs MLServer and a hand-written KServe model (wrk), + training-pipeline overhead
+	$(BIN)/python -m benchmarks.serving_latency --seconds $(BENCH_SECONDS) $(if $(BENCH_BASELINE),--baseline $(BENCH_BASELINE))
 	$(BIN)/python benchmarks/training_overhead.py
 
-.PHONY: serve bench bench-tools
+.PHONY: serve bench bench-tools bench-peers
 
 # -- image --------------------------------------------------------------------------------------
 # The component and model-server image (docs/image.md), tagged components/images.py's
@@ -105,4 +120,32 @@ image: $(STAMP) ## Build the component/model-server image (docker if its daemon 
 test-image: $(STAMP) ## Run the image tests (tests/image: after `make image-tools image`)
 	$(BIN)/pytest tests/image
 
-.PHONY: image image-tools test-image
+# CI's staging workflow pushes the image tagged by the commit; crane is .tools/bin/crane (make image-tools).
+# Registry login (crane auth login) when REGISTRY_USERNAME/REGISTRY_PASSWORD are set; hack/image/push.sh.
+IMAGE_REPO ?= $(shell $(BIN)/python -c 'from components.images import IMAGE_REPOSITORY; print(IMAGE_REPOSITORY)')
+GIT_SHA ?= $(shell git rev-parse HEAD)
+image-push: image ## Push the built image to $(IMAGE_REPO):$(GIT_SHA) with crane and print its digest
+	IMAGE_REPO='$(IMAGE_REPO)' GIT_SHA='$(GIT_SHA)' bash hack/image/push.sh
+
+.PHONY: image image-tools test-image image-push
+
+# -- monitoring and continuous training -----------------------------------------------------------
+# The reference project's history with covariate and concept drift from March 1st (its generator's
+# knobs), a champion trained on January, February served as is and March-April drifted: monitoring
+# asks to retrain, continuous training registers a candidate trained on the drifted two months.
+demo-drift: $(STAMP) ## Drift -> monitoring -> retrain -> a gated candidate, locally in .shipyard/demo-drift (~3 min)
+	$(BIN)/shipyard demo drift --train-end 2025-01-31 --drift-from 2025-03-01 --until 2025-04-30 \
+	  --retrain-window-days 61 --set start=2025-01-01 --set end=2025-04-30 --set customers=2000 \
+	  --set tickets=16000 --set covariate_drift_from=2025-03-01 --set concept_drift_from=2025-03-01
+
+.PHONY: demo-drift
+
+# -- promotion ----------------------------------------------------------------------------------
+promote-demo: $(STAMP) ## The promotion PR flow rehearsed on a local control plane (KServe, kwok, MinIO): propose -> merge -> apply -> validate -> canary (~4 min)
+	@bash hack/k8s-tools/build.sh >/dev/null
+	$(BIN)/pytest tests/k8s/test_release.py -k rehearsal -s -q -p no:cacheprovider
+
+release-check: $(STAMP) ## Validate every release record offline (schema, pipeline at the commit, evidence hashes)
+	$(BIN)/shipyard release check --offline
+
+.PHONY: promote-demo release-check

@@ -34,3 +34,15 @@ class ProjectError(ShipyardError):
 
 class RegistryConflictError(RegistryError):
     """A registry write lost the race for the next index snapshot too many times in a row."""
+
+
+class ReleaseError(ShipyardError):
+    """A release record is invalid, points at something that does not match, or a proposal is refused."""
+
+
+class DeployError(ShipyardError):
+    """The cluster could not be made to match a release record (apply failed, not Ready in time)."""
+
+
+class RolloutError(DeployError):
+    """A canary breached its error or latency limits (and was rolled back), or could not be judged."""

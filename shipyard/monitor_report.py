@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shipyard.monitoring import FeatureDrift, MonitoringSummary
+from shipyard.retraining import Retraining
 
 __all__ = ["render_html"]
 
@@ -38,6 +39,9 @@ th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: ta
 .sev { font-weight: 600; } .grid { display: flex; flex-wrap: wrap; gap: 16px; }
 .card { border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 12px; min-width: 150px; }
 .card .v { font-size: 20px; font-weight: 600; } svg { max-width: 100%; height: auto; }
+.next { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 12px;
+        display: inline-block; }
+.next code { font-size: 14px; font-weight: 600; }
 """
 
 
@@ -49,6 +53,25 @@ def _num(value: float | None, digits: int = 3, pct: bool = False) -> str:
     if value is None:
         return "n/a"
     return f"{value:.1%}" if pct else f"{value:.{digits}f}"
+
+
+def _time(value: str | None) -> str:
+    """An ISO 8601 time as a person reads it: to the second, in UTC."""
+    if not value:
+        return "n/a"
+    from shipyard.monitoring import parse_time
+
+    try:
+        return parse_time(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except ValueError:
+        return value
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    """`{'train': 10, 'val': 2}` as `train 10, val 2` (unset values left out)."""
+    return ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items() if v is not None
+    )
 
 
 def _p(value: float | None) -> str:
@@ -195,12 +218,16 @@ def render_html(summary: MonitoringSummary) -> str:
         f"<title>Monitoring {_e(m.name)} {_e(m.version)}: {_e(s.decision)}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Monitoring: {_e(m.name)} {_e(m.version)}</h1>",
-        f'<div class="muted">window {_e(w.start)} → {_e(w.end)}; labels as of {_e(w.labels_as_of)}; '
-        f"content hash {_e(m.content_hash[:12])}; generated {_e(s.generated_at)}</div>",
+        f'<div class="muted">requests {_e(_time(w.start))} → {_e(_time(w.end))}'
+        + (f"; their events {_e(_time(w.events_from))} → {_e(_time(w.events_to))}" if w.events_to else "")
+        + f"; labels as of {_e(_time(w.labels_as_of))}</div>",
+        f'<div class="muted">content hash {_e(m.content_hash[:12])}; '
+        f"generated {_e(_time(s.generated_at))}</div>",
         f'<div class="banner" style="background:{colour}"><b>{_e(s.decision)}</b>',
         f"<ul>{reasons}</ul>" if reasons else "<div>no signal past its threshold</div>",
         "</div>",
         f'<ul class="muted">{notes}</ul>' if notes else "",
+        _retraining(s.retrain) if s.retrain is not None else "",
         '<div class="grid">',
         _card("served rows", f"{w.rows}", f"{w.requests} requests, {w.rejected_requests} rejected"),
         _card("labelled rows", f"{perf.labelled}", f"{w.label_pending} waiting for their label"),
@@ -332,20 +359,88 @@ def render_html(summary: MonitoringSummary) -> str:
                 [
                     _e(m.version),
                     _e(m.project),
-                    _e(m.created_at),
+                    _e(_time(m.created_at)),
                     _num(m.age_days, 1),
                     _num(m.training_accuracy),
                     _num(m.training_macro_f1),
                     f"{_num(m.training_seconds, 1)} s",
-                    _e(m.training_rows),
+                    _e(_pairs(dict(m.training_rows))),
                 ]
             ],
         ),
         f"<p class='muted'>reference statistics version {m.reference_version}; request log {_e(w.log)} "
-        f"({w.files} files). Thresholds: {_e(s.thresholds)}</p>",
+        f"({w.files} files). Thresholds: {_e(_pairs(s.thresholds))}.</p>",
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p)
+
+
+def _retraining(r: Retraining) -> str:
+    """What continuous training did after the decision, and the command that takes it further."""
+    if not r.triggered:
+        return f"<h2>Continuous training</h2><p>{_e(r.message)}.</p>"
+    colour = {"candidate": COLOURS["healthy"], "rejected": COLOURS["retrain"]}.get(r.status or "", "#57606a")
+    parts = [
+        "<h2>Continuous training</h2>",
+        f'<p><span class="sev" style="color:{colour}">{_e(r.version)}: {_e(r.status)}</span> — '
+        f"{_e(r.message)}.</p>",
+    ]
+    if r.window is not None:
+        start = _time(r.window.start) if r.window.start else "the first"
+        parts.append(
+            f"<p class='muted'>trained on the events from {_e(start)} to {_e(_time(r.window.end))} whose "
+            f"label had arrived by {_e(_time(r.window.labels_as_of))}; {_e(r.reason)}</p>"
+        )
+    rows: list[list[str]] = []
+    if r.holdout is not None:
+        h = r.holdout
+        rows.append(
+            [
+                f"its holdout of the new window ({h.rows} rows it never trained on)",
+                _e(h.champion_version or "no champion"),
+                _num(h.accuracy),
+                _num(h.champion_accuracy),
+                _num(h.macro_f1),
+                _num(h.champion_macro_f1),
+            ]
+        )
+    if r.backtest is not None:
+        b = r.backtest
+        rows.append(
+            [
+                f"this window's {b.rows} labelled rows, features as served (it trained on some)",
+                _e(b.served_version),
+                _num(b.candidate_accuracy),
+                _num(b.served_accuracy),
+                _num(b.candidate_macro_f1),
+                _num(b.served_macro_f1),
+            ]
+        )
+        if b.unseen_rows:
+            rows.append(
+                [
+                    f"… the {b.unseen_rows} of them it never trained on",
+                    _e(b.served_version),
+                    _num(b.candidate_unseen_accuracy),
+                    _num(b.served_unseen_accuracy),
+                    "—",
+                    "—",
+                ]
+            )
+    if rows:
+        parts.append(
+            _table(
+                ["scored on", "compared with", "accuracy", "its accuracy", "macro-F1", "its macro-F1"],
+                rows,
+                numeric={2, 3, 4, 5},
+            )
+        )
+    parts += [f"<p class='muted'>note: {_e(n)}</p>" for n in r.notes]
+    if r.card:
+        parts.append(f"<p class='muted'>model card: <code>{_e(r.card)}</code></p>")
+    if r.next_command:
+        parts.append(f'<p class="next">Next: <code>{_e(r.next_command)}</code></p>')
+    return "\n".join(parts)
 
 
 def _card(title: str, value: str, detail: str) -> str:

@@ -88,7 +88,7 @@ def collect_step(
     table = Path(source_dir) / spec.events.file
     if event_id is not None:
         if table.exists():
-            columns = [spec.event_id, spec.label]
+            columns = [spec.event_id, spec.label, spec.timestamp]
             if spec.label_available_at:
                 columns.append(spec.label_available_at)
             events = pd.read_parquet(table, columns=columns)
@@ -104,6 +104,7 @@ def collect_step(
         spec.label,
         spec.label_available_at,
         as_of,
+        spec.timestamp,
     )
     write_frame(frame, rows_out)
     Path(window_out).write_text(window.model_dump_json(indent=2) + "\n")

@@ -48,6 +48,7 @@ from scipy import stats as sps
 
 from shipyard.artifacts import CARD_JSON, CONTRACT_FILE, EVALUATION_FILE, REFERENCE_FILE, read_json
 from shipyard.errors import SourceDataError
+from shipyard.retraining import Retraining
 from shipyard.settings import MonitoringSettings
 from shipyard.storage import store_for
 
@@ -181,6 +182,10 @@ class WindowSummary(_Model):
     labelled: int
     label_pending: int  # rows with an event id whose label has not arrived (or is unknown)
     without_event_id: int
+    # When the served rows' events happened (the events table's timestamp, joined by event id):
+    # None when the log carries no event ids or the table has no timestamp.
+    events_from: str | None = None
+    events_to: str | None = None
 
     @property
     def rejected_requests(self) -> int:
@@ -285,6 +290,20 @@ def _is_nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def event_span(
+    frame: pd.DataFrame, events: pd.DataFrame, event_id: str, timestamp: str
+) -> tuple[str | None, str | None]:
+    """The first and last event time of the served rows found in `events` (ISO 8601, UTC)."""
+    if frame.empty or event_id not in frame or timestamp not in events:
+        return None, None
+    served = set(frame[event_id].dropna().astype(str))
+    times = pd.to_datetime(events.loc[events[event_id].astype(str).isin(served), timestamp], utc=True)
+    times = times.dropna()
+    if times.empty:
+        return None, None
+    return times.min().isoformat(), times.max().isoformat()
+
+
 def collect_window(
     log_uri: str,
     start: datetime,
@@ -295,12 +314,17 @@ def collect_window(
     label: str,
     available_at: str | None,
     labels_as_of: datetime,
+    timestamp: str | None = None,
 ) -> tuple[pd.DataFrame, WindowSummary]:
-    """Read the window, keep the monitored version's rows, join the labels that have arrived."""
+    """Read the window, keep the monitored version's rows, join the labels that have arrived, and
+    note when the served rows' events happened (`timestamp`, the events table's time column)."""
     read = read_request_log(log_uri, start, end)
     frame, others, rejected, server_errors = window_frame(read.records, versions)
     logged_id = event_id if event_id is not None and (frame.empty or event_id in frame) else None
+    events_from = events_to = None
     if events is not None and logged_id is not None:
+        if timestamp is not None:
+            events_from, events_to = event_span(frame, events, logged_id, timestamp)
         frame = join_labels(frame, events, logged_id, label, available_at, labels_as_of)
     else:
         frame[LABEL] = pd.Series([None] * len(frame), dtype=object)
@@ -324,6 +348,8 @@ def collect_window(
         labelled=labelled,
         label_pending=int(has_id.sum()) - labelled,
         without_event_id=int((~has_id).sum()),
+        events_from=events_from,
+        events_to=events_to,
     )
     return frame, summary
 
@@ -529,6 +555,8 @@ class MonitoringSummary(_Model):
     performance: Performance
     thresholds: dict[str, Any]
     generated_at: str
+    # Set by `shipyard monitor run --retrain` after the decision (the pipeline's step leaves it out).
+    retrain: Retraining | None = None
 
     @property
     def drifted(self) -> list[FeatureDrift]:

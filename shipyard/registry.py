@@ -248,7 +248,15 @@ class ModelRegistry:
         return f"{INDEX}/{seq:012d}.json"
 
     def _latest(self) -> IndexSnapshot:
-        seqs = [int(m.group(1)) for n in self.store.children(INDEX) if (m := _SNAPSHOT.fullmatch(n))]
+        try:
+            names = self.store.children(INDEX)
+        except RegistryError:
+            raise
+        except Exception as exc:  # no credentials, endpoint down, DNS: one line for a person, not a trace
+            raise RegistryError(
+                f"model registry {self.location} is unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+        seqs = [int(m.group(1)) for n in names if (m := _SNAPSHOT.fullmatch(n))]
         if not seqs:
             if self.store.exists("index.json"):
                 raise RegistryError(
@@ -445,6 +453,47 @@ class ModelRegistry:
             # our publish and our index commit: publish again so the entry points at real files.
             self._publish(files, doc, None)
         return Registration(entry, True, self.store.uri(path))
+
+    def import_version(self, source: ModelRegistry, version: str, reason: str) -> Registration:
+        """Copy `version` of another environment's registry here, byte for byte, under the same label.
+
+        Promotion moves a model between environments without retraining it: prod serves exactly the
+        bytes staging validated. The copy is verified against the source's content hash before it is
+        committed, and it keeps its label so "v7" names the same model in every environment. Being a
+        copy, it arrives as a candidate: the release record, not this registry, says what serves.
+        Idempotent; a different version already holding the label (or the hash) is an error, since
+        this registry would then disagree with the one it mirrors.
+        """
+        entry = source.get(version)
+        snapshot = self._latest()
+        for mine in snapshot.versions:
+            if mine.version == entry.version or mine.content_hash == entry.content_hash:
+                if (mine.version, mine.content_hash) == (entry.version, entry.content_hash):
+                    return Registration(mine, False, self.store.uri(mine.path))
+                raise RegistryError(
+                    f"cannot import {entry.version} ({entry.content_hash[:12]}) from {source.location} "
+                    f"into {self.location}: it already holds {mine.version} ({mine.content_hash[:12]})"
+                )
+        local = source.fetch(version, default_cache_dir())
+        doc = verify_version_dir(local, entry.content_hash)
+        manifest: dict[str, str] = doc["manifest"]
+        files: dict[str, Path | bytes] = {name: local / name for name in manifest}
+        metadata = {k: v for k, v in doc.items() if k not in ("content_hash", "manifest")}
+        content_hash = self._publish(files, metadata, None)
+        if content_hash != entry.content_hash:  # the same files and metadata must hash the same
+            raise RegistryError(f"copy of {entry.version} hashed to {content_hash}, not {entry.content_hash}")
+        imported = entry.model_copy(update={"status": "candidate", "reason": reason})
+        for attempt in range(COMMIT_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, 0.005 * min(attempt, 20)))
+                snapshot = self._latest()
+                if any(e.version == entry.version for e in snapshot.versions):
+                    return self.import_version(source, version, reason)  # a concurrent import won
+            if self._commit(snapshot, [*snapshot.versions, imported], snapshot.champion):
+                return Registration(imported, True, self.store.uri(imported.path))
+        raise RegistryConflictError(
+            f"model registry {self.location}: could not commit the index in {COMMIT_ATTEMPTS} attempts"
+        )
 
     def set_status(self, version: str, status: Status, reason: str) -> VersionEntry:
         """Change a version's status (quarantine, retire, manual promotion), atomically like a

@@ -75,6 +75,27 @@ class ServingSettings(_Strict):
     host: str = Field("127.0.0.1", description="Listen address; 0.0.0.0 inside a pod.")
     port: int = Field(8080, ge=1, le=65535)
     threads: int = Field(1, ge=1, le=64)
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes behind the one port (one per core the pod gets); metrics are aggregated "
+        "across them.",
+    )
+    batch_max_rows: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Adaptive batching: at most this many rows of concurrent requests are scored together "
+        "(one feature lookup, one predict). 1 turns batching off.",
+    )
+    batch_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="Adaptive batching: how long a queued request may wait for requests that are still being "
+        "read and validated. A lone request never waits; 0 never waits at all.",
+    )
     feature_lookup: bool = True
     max_body_bytes: int = Field(1_048_576, ge=1024)
     grace_period_seconds: float = Field(
@@ -142,6 +163,12 @@ class MonitoringSettings(_Strict):
     )
     warn_age_days: float = Field(60.0, gt=0, description="Model age (since registration): warn.")
     max_age_days: float = Field(90.0, gt=0, description="Model age (since registration): retrain.")
+    retrain_window_days: float | None = Field(
+        None,
+        gt=0,
+        description="Continuous training (`monitor run --retrain`) trains on the events of this many days up "
+        "to the end of the monitored window; None: all events up to it.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> MonitoringSettings:
@@ -153,6 +180,72 @@ class MonitoringSettings(_Strict):
             if getattr(self, warn) > getattr(self, retrain):
                 raise ValueError(f"{warn} must not exceed {retrain}")
         return self
+
+
+class CanaryPolicy(_Strict):
+    """How `shipyard release rollout` shifts traffic to a new version and when it rolls back.
+
+    Each step routes `steps[i]` percent of the traffic to the canary (KServe `spec.canary`), waits
+    for it to be Ready, observes both predictors for `step_seconds`, and rolls back when the canary
+    errs or is slow: a canary is judged against absolute limits and against the stable version
+    measured in the same window, so a slow cluster does not fail a good model.
+    """
+
+    steps: tuple[int, ...] = Field((10, 50, 100), min_length=1, description="Canary traffic percentages.")
+    step_seconds: float = Field(60.0, gt=0, le=3600, description="How long each step is observed.")
+    min_requests: int = Field(
+        50, ge=1, description="The canary must answer at least this many requests per step to be judged."
+    )
+    max_error_ratio: float = Field(0.01, ge=0, le=1, description="Canary 5xx share above this: roll back.")
+    max_latency_ratio: float = Field(
+        1.5, ge=1, description="Canary p95 above this times the stable p95 (and above the floor): roll back."
+    )
+    latency_floor_seconds: float = Field(
+        0.05, ge=0, description="A canary p95 below this is never a latency breach (noise at low latency)."
+    )
+    ready_timeout_seconds: float = Field(600.0, gt=0, description="Wait this long for a step to be Ready.")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> CanaryPolicy:
+        if any(not 0 < p <= 100 for p in self.steps):
+            raise ValueError("steps must be percentages in (0, 100]")
+        if list(self.steps) != sorted(set(self.steps)) or self.steps[-1] != 100:
+            raise ValueError("steps must increase strictly and end at 100")
+        return self
+
+
+class StagingValidation(_Strict):
+    """What `shipyard release validate` requires of a version running in this environment."""
+
+    load_seconds: float = Field(10.0, gt=0, description="Length of the load test.")
+    load_concurrency: int = Field(4, ge=1, le=256)
+    min_qps: float = Field(5.0, ge=0, description="The load test must sustain at least this.")
+    max_p95_seconds: float = Field(1.0, gt=0)
+    holdout_rows: int = Field(400, ge=10, description="Fresh labelled rows scored through the server.")
+    max_accuracy_drop: float = Field(
+        0.05, ge=0, le=1, description="Served accuracy on them may trail the evaluation by this much."
+    )
+
+
+class ReleaseSettings(_Strict):
+    """How this environment is released: where its candidates come from and what it demands."""
+
+    inference_service: str | None = Field(
+        None, description="The InferenceService's name; None: the model's name (its version.json)."
+    )
+    manifests: str = Field("manifests", description="The kustomize tree, relative to the checkout.")
+    source: str | None = Field(
+        None,
+        description="The environment whose registry candidates come from (prod: staging); the version is "
+        "copied into this environment's registry, byte for byte. None: this environment's own registry.",
+    )
+    requires_evidence: tuple[str, ...] = Field(
+        (), description="Evidence names a proposal must attach, e.g. staging-validation."
+    )
+    validation: StagingValidation = StagingValidation()
+    canary: CanaryPolicy | None = Field(
+        None, description="None: `release apply` replaces the version in place; set: `release rollout`."
+    )
 
 
 class Settings(_Strict):
@@ -178,6 +271,7 @@ class Settings(_Strict):
     secrets: dict[str, SecretRef] = Field(
         default_factory=dict, description="Environment variable -> Secret key, for deployed pods."
     )
+    release: ReleaseSettings = ReleaseSettings()
 
     def resolve(self, root: Path) -> Settings:
         """Anchor relative local paths at `root` (the project checkout) so cwd does not matter."""

@@ -2,11 +2,12 @@
 # Builds the real Kubernetes binaries the k8s test tier runs (kube-apiserver, kubectl, etcd,
 # kube-controller-manager, kube-scheduler, helm), kwok (fake nodes) and the KServe controller manager,
 # fetches the KServe CRDs and the cluster config KServe expects, and builds the S3 server the tests use
-# (minio), all into <repo>/.tools/ (git-ignored). Versions: versions.env.
+# (minio) and promtool (the chart's alert-rule tests), all into <repo>/.tools/ (git-ignored).
+# Versions: versions.env.
 #
 #   make k8s-tools                         # build what is missing or out of date
 #   FORCE=1 bash hack/k8s-tools/build.sh   # rebuild everything
-#   bash hack/k8s-tools/build.sh minio     # only these: kubernetes etcd helm kserve-crds kserve kwok minio
+#   bash hack/k8s-tools/build.sh minio     # only these: kubernetes etcd helm kserve-crds kserve kwok minio prometheus
 #
 # Why a tools module per upstream module: `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` is
 # refused because k8s.io/kubernetes' go.mod replaces its k8s.io/* staging modules with local paths
@@ -17,8 +18,8 @@
 # the upstream go.mod, never typed, and the generated go.mod/go.sum are committed: every build
 # verifies the exact same module graph, and only a version bump or a new tool regenerates them
 # (`go mod tidy`, 6-9 minutes for KServe's graph; CI never does it, it only runs `go build`).
-# minio needs none: its go.mod has no replace directives, so `go install module@version` builds it
-# against its own go.sum.
+# minio and promtool need none: their go.mod have no replace directives, so `go install
+# module[/cmd/...]@version` builds them against upstream's own go.sum.
 #
 # Each tool has a stamp in .tools/stamps/ holding its version and a hash of everything that shapes
 # the binary (this script, its tools go.mod/go.sum, the Go version), so a rerun is instant. Modules
@@ -378,8 +379,45 @@ build_minio() {
   echo "$want" >"$stamps/minio"
 }
 
+# --- promtool (checks and unit-tests the chart's Prometheus alert rules) ----------------------------
+# cmd/promtool of github.com/prometheus/prometheus. The proxy serves Prometheus 3.x.y as the module
+# version v0.3xx.y (3.16.0 is v0.316.0: upstream never made the module /v3). Like minio it needs no
+# tools module: its go.mod has no replace directives, so `go install module/cmd/promtool@version`
+# builds it against upstream's own go.sum.
+build_prometheus() {
+  local v=$PROMETHEUS_VERSION module=github.com/prometheus/prometheus
+  local want
+  want="$(stamp promtool "$v")"
+  if fresh promtool "$want" "$bin/promtool"; then
+    log "promtool $v is up to date"
+    return
+  fi
+  log "building promtool $v (cold: ~8 min on 2 shared cores; from the Go build cache: ~10 s)"
+  local started=$SECONDS
+  # The ldflags of upstream's .promu.yml, so `promtool --version` reports the release (3.16.0 for
+  # v0.316.0); the proxy carries no commit or branch, the build date is the tag's. Its `netgo` tag is
+  # what CGO_ENABLED=0 already gives; `builtinassets` only concerns the server's web UI.
+  local released minor release flags p=github.com/prometheus/common/version
+  released="$("$GO" list -m -f '{{.Time.UTC.Format "20060102-15:04:05"}}' "$module@$v")" ||
+    die "cannot resolve $module@$v through GOPROXY=$("$GO" env GOPROXY)"
+  minor=${v#v0.}
+  minor=${minor%%.*}
+  release="$((minor / 100)).$((minor % 100)).${v##*.}"
+  flags="-X $p.Version=$release -X $p.Revision= -X $p.Branch= -X $p.BuildUser=shipyard -X $p.BuildDate=$released"
+  local tmp
+  tmp="$(mktemp -d "$tools/promtool-build.XXXXXX")"
+  GOBIN="$tmp" "$GO" install -trimpath -tags netgo -ldflags "-s -w $flags" "$module/cmd/promtool@$v" || {
+    rm -rf "$tmp"
+    die "building $module/cmd/promtool@$v failed (see above)"
+  }
+  mv -f "$tmp/promtool" "$bin/promtool"
+  rm -rf "$tmp"
+  log "built $bin/promtool in $((SECONDS - started))s"
+  echo "$want" >"$stamps/promtool"
+}
+
 log "Go: $go_version ($GO), GOPROXY=$("$GO" env GOPROXY)"
-all_steps=(kubernetes etcd helm kserve-crds kserve kwok minio)
+all_steps=(kubernetes etcd helm kserve-crds kserve kwok minio prometheus)
 steps=("${all_steps[@]}")
 (($# == 0)) || steps=("$@")
 for step in "${steps[@]}"; do
@@ -391,6 +429,7 @@ for step in "${steps[@]}"; do
     kserve) build_kserve ;;
     kwok) build_kwok ;;
     minio) build_minio ;;
+    prometheus) build_prometheus ;;
     *) die "unknown tool '$step' (known: ${all_steps[*]})" ;;
   esac
 done

@@ -5,7 +5,19 @@ command reads the environment's settings (`--env`, else $SHIPYARD_ENV, else loca
 expected failure as one line naming what is wrong, with exit code 2.
 """
 
-from shipyard.cli import data, features, models, monitor, pipeline, run, serve, settings
+from shipyard.cli import data, demo, features, models, monitor, pipeline, release, run, serve, settings
 from shipyard.cli.root import main
 
-__all__ = ["data", "features", "main", "models", "monitor", "pipeline", "run", "serve", "settings"]
+__all__ = [
+    "data",
+    "demo",
+    "features",
+    "main",
+    "models",
+    "monitor",
+    "pipeline",
+    "release",
+    "run",
+    "serve",
+    "settings",
+]

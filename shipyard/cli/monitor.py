@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from shipyard.cli.root import main, settings_of
+from shipyard.retraining import Retraining
 
 COLOURS = {"healthy": "green", "warn": "yellow", "retrain": "red"}
 
@@ -25,6 +26,12 @@ def monitor() -> None:
     default=None,
     help="Default: the registered version that served most rows in the window, else the champion.",
 )
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="On a retrain decision, run the training pipeline on the newer window and register its candidate "
+    "(never promoted: the release flow decides).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the machine-readable summary.")
 @click.option("--verbose", is_flag=True, help="Show KFP's full task output, not just progress lines.")
 @click.pass_context
@@ -34,10 +41,15 @@ def run_monitor(
     window_end: str,
     labels_as_of: str,
     model_version: str | None,
+    retrain: bool,
     as_json: bool,
     verbose: bool,
 ) -> None:
-    """Run the monitoring pipeline (kfp.local) on a window of the request log; print the decision."""
+    """Run the monitoring pipeline (kfp.local) on a window of the request log; print the decision.
+
+    With --retrain, a retrain decision launches continuous training and ends with the release
+    command that proposes the new candidate.
+    """
     import sys
 
     from pipelines.local_monitor import run_monitoring
@@ -51,6 +63,7 @@ def run_monitor(
         model_version=model_version,
         verbose=verbose,
         say=sys.stderr if as_json else sys.stdout,
+        retrain=retrain,
     )
     s = result.summary
     if as_json:
@@ -67,6 +80,55 @@ def run_monitor(
         f"(evaluation {perf.reference_accuracy:.3f}); drifted inputs {len(s.drifted)}/{len(s.drift)}"
     )
     click.echo(f"report: {result.report}\nsummary: {result.summary_file}")
+    if s.retrain is not None:
+        echo_retraining(s.retrain)
+
+
+def _seconds(iso: str) -> str:
+    return iso.split(".")[0].replace("T", " ").removesuffix("+00:00") + (" UTC" if "+00:00" in iso else "")
+
+
+def echo_retraining(r: Retraining, command_prefix: str = "") -> None:
+    """The continuous-training outcome, ending with the one command that takes it further
+    (`command_prefix`: what points it at another state, e.g. SHIPYARD_SETTINGS=...)."""
+    click.echo("")
+    colour = {"candidate": "green", "rejected": "red"}.get(r.status or "", "white")
+    click.secho(f"continuous training: {r.message}", fg=colour if r.triggered else None, bold=r.triggered)
+    if r.window is not None:
+        start = _seconds(r.window.start) if r.window.start else "the first"
+        click.echo(
+            f"  trained on the events from {start} to {_seconds(r.window.end)} "
+            f"(labels as of {_seconds(r.window.labels_as_of)})"
+        )
+    if r.holdout is not None:
+        h = r.holdout
+        champion = (
+            f"; champion {h.champion_version} {h.champion_accuracy:.3f} / {h.champion_macro_f1:.3f}"
+            if h.champion_version and h.champion_accuracy is not None and h.champion_macro_f1 is not None
+            else ""
+        )
+        click.echo(
+            f"  holdout of the new window ({h.rows} rows, accuracy / macro-F1): candidate "
+            f"{h.accuracy:.3f} / {h.macro_f1:.3f}{champion}"
+        )
+    if r.backtest is not None:
+        b = r.backtest
+        line = (
+            f"  this window's {b.rows} labelled rows (features as served), accuracy: candidate "
+            f"{b.candidate_accuracy:.3f} vs served {b.served_version} {b.served_accuracy:.3f}"
+        )
+        if b.unseen_rows and b.candidate_unseen_accuracy is not None and b.served_unseen_accuracy is not None:
+            line += (
+                f"; on the {b.unseen_rows} it never trained on: {b.candidate_unseen_accuracy:.3f} vs "
+                f"{b.served_unseen_accuracy:.3f}"
+            )
+        click.echo(line)
+    for note in r.notes:
+        click.echo(f"  note: {note}")
+    if r.card:
+        click.echo(f"  model card: {r.card}")
+    if r.next_command:
+        click.secho(f"next: {command_prefix}{r.next_command}", bold=True)
 
 
 @monitor.command("compile")

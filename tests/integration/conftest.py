@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.drift_replay import Replayed, replay_drifted_march
 from tests.integration.serving_stack import RedisServer, Server, Stack, build_stack, start_server
 from tests.support import require
 
@@ -35,6 +36,13 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     redis.start()
     yield redis
     redis.stop()
+
+
+@pytest.fixture(scope="session")
+def replayed(tmp_path_factory: pytest.TempPathFactory) -> Replayed:
+    """A drifted March served, logged and monitored (both halves); shared by the monitoring and the
+    continuous-training tests."""
+    return replay_drifted_march(tmp_path_factory.mktemp("monitor-tickets"))
 
 
 @pytest.fixture

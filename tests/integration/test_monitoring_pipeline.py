@@ -2,178 +2,34 @@
 server (`serving.process.ServerProcess`), requests carrying the event id, the server's own request
 log, and the pipeline (collect -> monitor) run with kfp.local through `shipyard monitor run`'s code.
 
-Ticket routing replays March 2025 of a generated history whose covariate and concept drift start on
-the 16th, on a model trained on January and February: the first half of March comes out healthy,
-the second half asks for retraining, naming the drifted inputs and the accuracy drop on fresh labels.
-The online store is filled day by day while replaying, so each request sees the features that were
-current when it was sent, as in production (a store loaded with the end of March would serve the
-future to early-March tickets). The loan project runs through the same pipeline with no change.
+Ticket routing replays a drifted March (`tests/integration/drift_replay.py`, the session fixture
+`replayed`): the first half comes out healthy, the second half asks for retraining, naming the
+drifted inputs and the accuracy drop on fresh labels. The loan project runs through the same
+pipeline with no change.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pandas as pd
-import pytest
 
 from pipelines import local_run
 from pipelines.local_monitor import MonitorRun, run_monitoring
 from serving.process import ServerProcess
 from serving.server import config_from_settings
-from shipyard import featurestore, steps
-from shipyard.params import TrainParams
 from shipyard.registry import ModelRegistry
-from shipyard.settings import MonitoringSettings, Settings, load_settings
-from tests.integration.serving_stack import LENIENT, Server, Stack, copy_repo, start_server
-from ticket_routing import synthetic
+from shipyard.settings import MonitoringSettings, load_settings
+from tests.integration.drift_replay import DRIFT_FROM, Replayed
+from tests.integration.serving_stack import LENIENT
 
 ROOT = Path(__file__).resolve().parents[2]
-TICKETS = "ticket_routing"
-DRIFT_FROM = date(2025, 3, 16)
-TRAIN_END = "2025-02-28T23:59:59+00:00"
 BATCH = 16
-
-
-@dataclass(frozen=True)
-class Replayed:
-    settings: Settings
-    stack: Stack
-    healthy: MonitorRun
-    drifted: MonitorRun
-
-
-def _settings(root: Path, project: str, repo: Path, registry: str, log: Path) -> Settings:
-    return load_settings("local").model_copy(
-        update={
-            "project": project,
-            "feature_repo": repo,
-            "data_dir": repo / "data",
-            "state_dir": root / "state",
-            "model_registry": registry,
-            "pipeline_root": str(root / "pipeline_root"),
-            "monitoring": MonitoringSettings(request_log=str(log)),
-        }
-    )
-
-
-def _train_tickets(root: Path) -> Stack:
-    """January and February of a history that drifts from March 16th, trained with the pipeline's steps."""
-    repo = copy_repo(root / "feature_repo")
-    cfg = synthetic.SyntheticConfig(
-        customers=300,
-        tickets=3000,
-        start=date(2025, 1, 1),
-        end=date(2025, 3, 31),
-        seed=11,
-        covariate_drift_from=DRIFT_FROM,
-        concept_drift_from=DRIFT_FROM,
-    )
-    synthetic.write(synthetic.generate(cfg), cfg, repo / "data")
-    featurestore.apply(repo)
-    work = root / "work"
-    work.mkdir()
-    p = {
-        n: str(work / n)
-        for n in ("events", "features", "report", "clean", "clean_features", "set", "model", "eval")
-    }
-    p |= {n: str(work / f"{n}.parquet") for n in ("train", "val", "test")}
-    ingest = steps.ingest_step(TICKETS, str(repo / "data"), p["events"], p["features"], end=TRAIN_END)
-    steps.validate_step(
-        TICKETS, p["events"], p["features"], p["report"], LENIENT, p["clean"], p["clean_features"]
-    )
-    steps.training_set_step(
-        TICKETS,
-        p["clean"],
-        p["clean_features"],
-        str(repo),
-        "feature_store.yaml",
-        "ticket_routing_v1",
-        p["set"],
-        LENIENT,
-    )
-    steps.split_step(TICKETS, p["set"], p["train"], p["val"], p["test"], TrainParams())
-    record = steps.train_step(TICKETS, p["train"], p["val"], p["model"], ingest.data_hash, TrainParams())
-    # The event id is passed through and logged, never read by the model.
-    assert "ticket_id" not in {c for cols in record.inputs.values() for c in cols}
-    assert record.inputs["text"] == ["ticket_text"]
-    steps.evaluate_step(TICKETS, p["model"], p["test"], p["train"], "", "", LENIENT, p["eval"])
-    registry = root / "models"
-    reg = steps.register_step(
-        TICKETS, p["model"], p["eval"], str(registry), "ticket_routing_v1", ingest.data_hash, promote=True
-    )
-    return Stack(
-        root=root,
-        repo=repo,
-        registry=registry,
-        version=reg.version,
-        content_hash=reg.content_hash,
-        model_dir=ModelRegistry(registry).fetch(reg.version),
-    )
-
-
-def _replay(server: Server, repo: Path, tickets: pd.DataFrame, loaded_until: datetime) -> datetime:
-    """Send `tickets` day by day, loading each day's feature snapshots into the online store first."""
-    with server.client() as client:
-        for day, group in tickets.groupby(tickets["event_timestamp"].dt.floor("D")):
-            until = day.to_pydatetime()
-            if until > loaded_until:
-                featurestore.materialize(repo, loaded_until, until)
-                loaded_until = until
-            rows = [
-                {"customer_id": int(key), "ticket_text": str(text), "ticket_id": str(event)}
-                for key, text, event in zip(
-                    group["customer_id"], group["ticket_text"], group["ticket_id"], strict=True
-                )
-            ]
-            for i in range(0, len(rows), BATCH):
-                answer = client.post(
-                    f"/v1/models/{server.model}:predict", json={"instances": rows[i : i + BATCH]}
-                )
-                assert answer.status_code == 200, answer.text
-    return loaded_until
-
-
-@pytest.fixture(scope="module")
-def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
-    root = tmp_path_factory.mktemp("monitor-tickets")
-    stack = _train_tickets(root)
-    tickets = pd.read_parquet(stack.data / "tickets.parquet")
-    march = tickets[tickets["event_timestamp"] >= pd.Timestamp("2025-03-01", tz="UTC")]
-    first = march[march["event_timestamp"] < pd.Timestamp(DRIFT_FROM, tz="UTC")]
-    second = march[march["event_timestamp"] >= pd.Timestamp(DRIFT_FROM, tz="UTC")]
-    loaded = datetime(2024, 10, 1, tzinfo=UTC)
-    server = start_server(stack, root / "server")
-    try:
-        t0 = datetime.now(UTC)
-        loaded = _replay(server, stack.repo, first, loaded)
-        t1 = datetime.now(UTC)
-        loaded = _replay(server, stack.repo, second, loaded)
-        with server.client() as client:  # three requests the contract rejects, with their field and rule
-            for bad in ({"customer_id": 0}, {"customer_id": 1, "ticket_text": " "}, {"ticket_text": "x"}):
-                assert (
-                    client.post(f"/v1/models/{server.model}:predict", json={"instances": [bad]}).status_code
-                    == 400
-                )
-        t2 = datetime.now(UTC)
-    finally:
-        server.stop()  # flushes the request log
-    settings = _settings(root, TICKETS, stack.repo, str(stack.registry), server.request_log)
-    say = open("/dev/null", "w")  # noqa: SIM115 - progress lines are not under test
-    try:
-        # The version is found from the log (the one that served the window), not named.
-        healthy = run_monitoring(settings, window_start=t0.isoformat(), window_end=t1.isoformat(), say=say)
-        drifted = run_monitoring(settings, window_start=t1.isoformat(), window_end=t2.isoformat(), say=say)
-    finally:
-        say.close()
-    yield Replayed(settings, stack, healthy, drifted)
 
 
 def _reasons(run: MonitorRun) -> list[str]:
@@ -205,6 +61,9 @@ def test_drifted_traffic_asks_for_retraining_and_says_why(replayed: Replayed) ->
     assert any(r.signal == "accuracy" and r.message.startswith("inventory: F1") for r in s.reasons), _reasons(
         replayed.drifted
     )
+    # When the served rows' events happened (joined by event id): continuous training trains up to it.
+    assert s.window.events_from is not None and s.window.events_to is not None
+    assert DRIFT_FROM.isoformat() <= s.window.events_from[:10] <= s.window.events_to[:10] <= "2025-03-31"
     (text,) = s.text
     assert text.oov_rate is not None and text.reference_oov_rate is not None
     assert text.oov_rate > text.reference_oov_rate

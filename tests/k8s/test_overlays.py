@@ -1,9 +1,9 @@
 """The kustomize overlays (manifests/): each environment's InferenceService, the state promotion edits.
 
 `kubectl kustomize` renders exactly one object per environment, whose model version comes from the
-environment's model-version.yaml alone; it is the InferenceService the Helm chart renders for the same
-environment (so the two ways to deploy cannot drift apart); it applies server-side, as the
-environment's deployer, with no error or warning; and a promotion is a change of model-version.yaml
+environment's release record (release.yaml) alone; it is the InferenceService the Helm chart renders
+for the same environment (so the two ways to deploy cannot drift apart); it applies server-side, as
+the environment's deployer, with no error or warning; and a promotion is a change of release.yaml
 that changes only the version fields. With the real controllers, applying an overlay next to the
 chart's platform objects ends in a Ready InferenceService, and a promotion rolls its Deployment.
 """
@@ -53,6 +53,8 @@ MANIFESTS = REPO / "manifests"
 VERSION_FIELDS = {
     ("metadata", "annotations", "shipyard.io/model-version"),
     ("metadata", "annotations", "shipyard.io/content-hash"),
+    ("metadata", "annotations", "shipyard.io/git-sha"),
+    ("spec", "predictor", "model", "image"),
     ("spec", "predictor", "model", "storageUri"),
     ("spec", "predictor", "model", "env", "SHIPYARD_CONTENT_HASH"),
     ("spec", "predictor", "model", "env", "SHIPYARD_MODEL_VERSION"),
@@ -64,10 +66,17 @@ def kustomize(k8s: Cluster, overlay: Path) -> list[dict[str, Any]]:
 
 
 def model_version(overlay: Path) -> dict[str, str]:
-    record = yaml.safe_load((overlay / "model-version.yaml").read_text())
-    assert record["metadata"]["annotations"] == {"config.kubernetes.io/local-config": "true"}
-    data: dict[str, str] = record["data"]
-    return data
+    """The release record's model, image and commit (shipyard.release validates the whole file)."""
+    from shipyard.release import load_record
+
+    record = load_record(overlay / "release.yaml")
+    return {
+        "version": record.spec.model.version,
+        "contentHash": record.spec.model.content_hash,
+        "storageUri": record.spec.model.storage_uri,
+        "image": record.spec.code.image,
+        "gitSha": record.spec.code.git_sha,
+    }
 
 
 def flatten(isvc: dict[str, Any]) -> dict[tuple[str, ...], Any]:
@@ -104,7 +113,7 @@ def test_overlay_renders_the_environment_inference_service(k8s: Cluster, env: st
     isvc = docs[0]
     assert isvc["metadata"]["namespace"] == f"shipyard-{env}"
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
-    assert "from-model-version-yaml" not in yaml.safe_dump(isvc)
+    assert "from-release-yaml" not in yaml.safe_dump(isvc)
     assert isvc["spec"]["predictor"]["storageContainerName"] == f"shipyard-{env}-storage-initializer"
 
 
@@ -114,7 +123,6 @@ def test_model_version_record_is_one_version_of_the_environment_registry(k8s: Cl
 
     overlay = MANIFESTS / "overlays" / env
     record = model_version(overlay)
-    assert set(record) == {"version", "contentHash", "storageUri"}
     assert re.fullmatch(r"[0-9a-f]{64}", record["contentHash"])
     assert re.fullmatch(r"v[0-9]+", record["version"])
     registry = load_settings(path=REPO / "environments" / f"{env}.yaml").model_registry
@@ -126,6 +134,8 @@ def test_model_version_record_is_one_version_of_the_environment_registry(k8s: Cl
     assert fields[("metadata", "annotations", "shipyard.io/content-hash")] == record["contentHash"]
     assert fields[("spec", "predictor", "model", "env", "SHIPYARD_MODEL_VERSION")] == record["version"]
     assert fields[("metadata", "annotations", "shipyard.io/model-version")] == record["version"]
+    assert fields[("spec", "predictor", "model", "image")] == record["image"]
+    assert fields[("metadata", "annotations", "shipyard.io/git-sha")] == record["gitSha"]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -138,7 +148,12 @@ def test_overlay_is_the_inference_service_the_chart_renders(k8s: Cluster, env: s
         load_values(SCENARIOS[env]),
         {
             "inferenceService": {"enabled": True},
-            "model": {"version": record["version"], "contentHash": record["contentHash"]},
+            "model": {
+                "version": record["version"],
+                "contentHash": record["contentHash"],
+                "image": record["image"],
+                "gitSha": record["gitSha"],
+            },
         },
     )
     chart_isvc = find(
@@ -152,18 +167,21 @@ def test_overlay_is_the_inference_service_the_chart_renders(k8s: Cluster, env: s
 
 
 def test_promotion_changes_only_the_version_fields(k8s: Cluster, tmp_path: Path) -> None:
-    """What a promotion PR does to prod: edit model-version.yaml. The rendered object changes in the
-    version fields and nowhere else."""
+    """What a promotion PR does to prod: a new release.yaml (model, image, commit). The rendered
+    object changes in the version fields and nowhere else."""
     manifests = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, manifests)
     overlay = manifests / "overlays" / "prod"
     before = flatten(kustomize(k8s, overlay)[0])
     record = model_version(overlay)
-    text = (overlay / "model-version.yaml").read_text()
-    text = text.replace(record["contentHash"], HASH_B).replace(
-        f"version: {record['version']}", "version: v99"
+    text = (overlay / "release.yaml").read_text()
+    text = (
+        text.replace(record["contentHash"], HASH_B)
+        .replace(f"version: {record['version']}", "version: v99")
+        .replace(record["image"].split("@")[1], "sha256:" + "e" * 64)
+        .replace(record["gitSha"], "f" * 40)
     )
-    (overlay / "model-version.yaml").write_text(text)
+    (overlay / "release.yaml").write_text(text)
     after = flatten(kustomize(k8s, overlay)[0])
     changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
     assert changed == VERSION_FIELDS
@@ -214,7 +232,7 @@ def test_overlay_applies_server_side_next_to_the_chart(
 def test_promotion_rolls_the_predictor_with_the_real_controllers(
     k8s: Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    """staging: the chart's platform, then the overlay -> Ready; a promotion (model-version.yaml)
+    """staging: the chart's platform, then the overlay -> Ready; a promotion (release.yaml)
     applied the same way rolls the Deployment to the new content hash."""
     require_controllers(k8s)
     target = unique("t-promote")
@@ -249,8 +267,8 @@ def test_promotion_rolls_the_predictor_with_the_real_controllers(
         )
 
         record = model_version(overlay)
-        text = (overlay / "model-version.yaml").read_text().replace(record["contentHash"], HASH_B)
-        (overlay / "model-version.yaml").write_text(text)
+        text = (overlay / "release.yaml").read_text().replace(record["contentHash"], HASH_B)
+        (overlay / "release.yaml").write_text(text)
         promoted = in_namespace(kustomize(k8s, overlay), target)
         promoted[0]["spec"]["predictor"]["storageContainerName"] = storage
         apply_server_side(k8s, promoted, manager="shipyard-deployer")
