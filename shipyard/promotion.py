@@ -375,7 +375,9 @@ def _check_evidence(root: Path, evidence: Evidence) -> None:
         raise ReleaseError(
             f"evidence {evidence.name}: only files in the repository are supported, not {evidence.uri}"
         )
-    file = root / evidence.uri
+    file = (root / evidence.uri).resolve()
+    if not file.is_relative_to(root.resolve()):
+        raise ReleaseError(f"evidence {evidence.name}: {evidence.uri} points outside the repository")
     if not file.is_file():
         raise ReleaseError(f"evidence file {evidence.uri} does not exist")
     if file_sha256(file) != evidence.sha256:

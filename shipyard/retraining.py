@@ -101,8 +101,12 @@ class Retraining(_Model):
 
 
 def release_command(environment: str, version: str) -> str:
-    """The one way a retrained candidate goes further: a release proposal, reviewed like any other."""
-    return f"shipyard release propose --env {environment} --model {version}"
+    """The one way a retrained candidate goes further: a release proposal, reviewed like any other.
+    The local environment has no release record (nothing deploys it): there a person promotes the
+    candidate in the registry after reading the report."""
+    if environment == "local":
+        return f"shipyard models promote {version}"
+    return f"shipyard --env {environment} release propose --model {version} --image <repo@sha256:...>"
 
 
 def _utc(value: str, field: str) -> datetime:

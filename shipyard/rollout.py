@@ -301,8 +301,14 @@ def rollout(
         say(f"nothing runs in {target.namespace} yet: deploying {want.version} directly")
         apply_target(kubectl, target, policy.ready_timeout_seconds)
         return RolloutResult("deployed", [])
-    if stable_hash == want.content_hash and not live["spec"].get("canary"):
-        say(f"{target.namespace}/{target.name} already serves {want.version}: applying the record as is")
+    if stable_hash == want.content_hash:
+        # Already the stable version; a canary still listed means a rollout was interrupted after
+        # its promotion step, and applying the record finishes it (the record lists no canary).
+        leftover = bool(live["spec"].get("canary"))
+        say(
+            f"{target.namespace}/{target.name} already serves {want.version}: "
+            + ("removing the canary an interrupted rollout left" if leftover else "applying the record as is")
+        )
         apply_target(kubectl, target, policy.ready_timeout_seconds)
         return RolloutResult("unchanged", [])
 

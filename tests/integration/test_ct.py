@@ -65,7 +65,7 @@ def test_a_retrain_decision_registers_a_gated_candidate_and_never_promotes_it(
     r = retrained.retrain
     assert r is not None and r.triggered, r
     assert r.status == "candidate" and r.created, r.message
-    assert r.next_command == f"shipyard release propose --env local --model {r.version}"
+    assert r.next_command == f"shipyard models promote {r.version}"
     reg = ModelRegistry(replayed.settings.model_registry)
     assert reg.get(str(r.version)).status == "candidate"
     champion = reg.champion()

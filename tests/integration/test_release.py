@@ -104,6 +104,13 @@ def test_check_names_every_hash_that_does_not_match(checkout: Checkout, stack: S
         ),
         "storage": (good.replace(f"/versions/{entry.content_hash}", "/versions/" + "d3" * 32), "storageUri"),
         "unknown key": (good.replace("  contract:\n", "  surprise: 1\n  contract:\n"), "spec.surprise"),
+        "evidence outside the repository": (
+            good.replace(
+                "evidence: []",
+                "evidence:\n    - {name: staging-validation, uri: ../outside.json, sha256: " + "ab" * 32 + "}",
+            ),
+            "points outside the repository",
+        ),
     }
     for name, (text, expected) in cases.items():
         path.write_text(text)

@@ -284,8 +284,8 @@ def test_rehearsal_of_the_pull_request_flow(release_env: Env, tmp_path: Path) ->
     kubectl = Kubectl(str(env.k8s.kubeconfig), str(KUBECTL))
     target = render_target(kubectl, checkout.root, "manifests", "prod")
     urls = pod_metrics_urls(kubectl, target, None, 8080)
-    replicas = yaml.safe_load((checkout.root / "manifests/overlays/prod/predictor.yaml").read_text())
-    assert len(urls) == replicas["spec"]["predictor"]["minReplicas"]
+    deployment = kubectl.get("deployment", "ticket-router-predictor", env.namespaces["prod"])
+    assert deployment is not None and len(urls) == deployment["status"]["availableReplicas"] >= 1
     assert all(re.fullmatch(r"http://[0-9.]+:8080/metrics", u) for u in urls), urls
 
     # 4. a second version through the same flow, now as a canary with real servers behind it
@@ -337,6 +337,19 @@ def test_rehearsal_of_the_pull_request_flow(release_env: Env, tmp_path: Path) ->
     prod_isvc = env.isvc("prod")
     assert prod_isvc is not None and not prod_isvc["spec"].get("canary")
     assert env_of(model_of(prod_isvc))["SHIPYARD_MODEL_VERSION"] == v2
+    assert env.status()["prod"]["drift"] == []
+
+    # A rollout killed after its promotion step leaves the canary listed next to the new stable
+    # version: status names it, and the next rollout finishes the job instead of starting over.
+    leftover = render_target(kubectl, checkout.root, "manifests", "prod").isvc
+    leftover["spec"]["canary"] = [
+        {"predictor": {"name": v2, "model": leftover["spec"]["predictor"]["model"]}, "trafficPercent": 100}
+    ]
+    kubectl.apply([leftover])
+    assert f"canary in progress: {v2}" in env.status()["prod"]["drift"]
+    finished = env.shipyard("--env", "prod", "release", "rollout")
+    assert finished.returncode == 0, finished.stderr
+    assert "removing the canary an interrupted rollout left" in finished.stdout
     assert env.status()["prod"]["drift"] == []
 
 

@@ -63,7 +63,7 @@ def test_a_gated_candidate_is_proposed_never_promoted() -> None:
         "staging", WINDOW, "v7", "candidate", True, "all gates passed", "card.md", EVALUATION, None, []
     )
     assert r.triggered and r.next_command == release_command("staging", "v7")
-    assert r.next_command == "shipyard release propose --env staging --model v7"
+    assert r.next_command == "shipyard --env staging release propose --model v7 --image <repo@sha256:...>"
     assert r.holdout is not None and (r.holdout.accuracy, r.holdout.champion_accuracy) == (0.81, 0.76)
     assert "not promoted" in r.message and r.failed_gates == []
 
@@ -87,7 +87,7 @@ def test_the_report_shows_what_continuous_training_did(tmp_path: Path) -> None:
     )
     page = render_html(summary.model_copy(update={"retrain": done}))
     assert "<h2>Continuous training</h2>" in page and "v2: candidate" in page
-    assert "shipyard release propose --env local --model v2" in page and "count drifted" in page
+    assert "shipyard models promote v2" in page and "count drifted" in page
     skipped = Retraining(triggered=False, message="decision healthy: nothing to retrain")
     page = render_html(summary.model_copy(update={"retrain": skipped}))
     assert "decision healthy: nothing to retrain" in page and "release propose" not in page
