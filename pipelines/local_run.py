@@ -12,17 +12,29 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from shipyard import featurestore
 from shipyard.errors import ShipyardError
+from shipyard.hashing import json_sha256
 from shipyard.project import import_callable
-from shipyard.records import EVENTS_ENV, RegisterRecord, read_events, read_record
+from shipyard.records import (
+    EVENTS_ENV,
+    RUNS_DIR,
+    PipelineRun,
+    RegisterRecord,
+    read_events,
+    read_record,
+    write_run,
+)
 from shipyard.settings import Settings, pipeline_arguments
 
 
@@ -118,7 +130,9 @@ def run_locally(
 
     The one local runner for every pipeline: each step is its own process (SubprocessRunner, this
     environment), KFP's full output goes to `<pipeline_root>/last-<name>.log`, progress lines go to
-    `say`, and a failure is reported with the failing step's structured error event.
+    `say`, and a failure is reported with the failing step's structured error event. Every run, ended
+    either way, adds a record to the run ledger `<pipeline_root>/runs/` (`shipyard.records.PipelineRun`:
+    the compiled package's hash, start and end, status, the failed step and its error line).
     """
     import logging
 
@@ -134,20 +148,79 @@ def run_locally(
     events_file.unlink(missing_ok=True)
     previous_env = os.environ.get(EVENTS_ENV)
     os.environ[EVENTS_ENV] = str(events_file)
-    with (pipeline_root / f"last-{name}.log").open("w") as log:
+    package_name, package_sha = compiled_identity(pipeline)
+    started = _now()
+    log_path = pipeline_root / f"last-{name}.log"
+
+    def ledger(
+        status: Literal["succeeded", "failed"], step: str | None = None, error: str | None = None
+    ) -> None:
+        run = PipelineRun(
+            pipeline=name,
+            pipeline_name=package_name,
+            pipeline_sha256=package_sha,
+            started_at=started,
+            ended_at=_now(),
+            status=status,
+            failed_step=step,
+            error=error,
+            log=str(log_path),
+        )
+        try:
+            write_run(pipeline_root / RUNS_DIR, run)
+        except OSError as exc:  # the ledger must never stop a run, nor hide why it failed
+            say.write(f"warning: could not record the run in {pipeline_root / RUNS_DIR}: {exc}\n")
+
+    with log_path.open("w") as log:
         previous, sys.stdout = sys.stdout, _Tee(say, log, verbose)
         try:
-            return pipeline(**arguments)
+            task = pipeline(**arguments)
         except RuntimeError as exc:
             errors = [e for e in read_events(events_file) if e.get("kind") == "error"]
             detail = f"{errors[-1]['step']}: {errors[-1]['message']}" if errors else str(exc)
+            step = str(errors[-1]["step"]) if errors else _failed_task(str(exc))
+            error = str(errors[-1]["message"]) if errors else str(exc)
+            ledger("failed", step, error.strip().splitlines()[0] if error.strip() else None)
             raise PipelineFailedError(f"{name} pipeline failed: {detail} (full log: {log.name})") from exc
+        except Exception as exc:  # recorded, then raised as it was: the ledger never hides a failure
+            ledger("failed", None, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            raise
+        else:
+            ledger("succeeded")
+            return task
         finally:
             sys.stdout = previous
             if previous_env is None:
                 os.environ.pop(EVENTS_ENV, None)
             else:
                 os.environ[EVENTS_ENV] = previous_env
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _failed_task(message: str) -> str | None:
+    """The task kfp.local names in its failure message (used when the step emitted no error event)."""
+    found = re.search(r"[Tt]ask '([^']+)'", message)
+    return found.group(1) if found else None
+
+
+def compiled_identity(pipeline: Any) -> tuple[str | None, str | None]:
+    """The compiled package's name and hash (as data, like a committed package's in a release record);
+    (None, None) when it cannot be compiled here: the ledger must never stop a run."""
+    import yaml
+    from kfp import compiler
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "pipeline.yaml"
+            compiler.Compiler().compile(pipeline, str(path))
+            docs = list(yaml.safe_load_all(path.read_text()))
+    except Exception:  # an uncompilable pipeline fails its run just after, with the real error
+        return None, None
+    head = docs[0] if docs and isinstance(docs[0], dict) else {}
+    return (str(head.get("pipelineInfo", {}).get("name")) or None), json_sha256(docs)
 
 
 def run_pipeline(

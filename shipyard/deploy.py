@@ -54,6 +54,8 @@ class Kubectl:
             )
         except subprocess.TimeoutExpired as exc:
             raise DeployError(f"kubectl {args[0]} did not answer within {timeout:.0f}s") from exc
+        except OSError as exc:  # $KUBECTL names a missing or non-executable file
+            raise DeployError(f"cannot run kubectl ({self.binary}): {exc}") from exc
         if result.returncode != 0:
             raise DeployError(
                 f"kubectl {' '.join(args[:2])} failed: {result.stderr.strip() or result.stdout.strip()}"

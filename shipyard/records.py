@@ -10,22 +10,27 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "EVENTS_ENV",
+    "RUNS_DIR",
     "EvaluationRecord",
     "IngestRecord",
+    "PipelineRun",
     "RegisterRecord",
     "TrainingRecord",
     "emit",
     "read_events",
     "read_record",
+    "read_runs",
+    "write_run",
 ]
 
 EVENTS_ENV = "SHIPYARD_EVENTS"
+RUNS_DIR = "runs"  # the run ledger, under the pipeline root
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -81,6 +86,52 @@ class RegisterRecord(_Record):
     content_hash: str
     card: str
     evaluation_markdown: str
+
+
+class PipelineRun(_Record):
+    """One local pipeline run in the append-only run ledger (`<pipeline_root>/runs/`): what ran (the
+    compiled package's name and hash, as `shipyard.promotion.pipeline_ref` hashes a committed one),
+    when, and how it ended; a failure names the step and its error line. `shipyard triage` reads it."""
+
+    pipeline: str  # the runner's name for it: training | monitoring | retraining
+    pipeline_name: str | None  # pipelineInfo.name of the compiled package
+    pipeline_sha256: str | None  # None: the package could not be compiled for hashing
+    started_at: str
+    ended_at: str
+    status: Literal["succeeded", "failed"]
+    failed_step: str | None = None
+    error: str | None = None
+    log: str  # KFP's full output of the run (overwritten by the next run of the same pipeline)
+
+
+def write_run(directory: Path, run: PipelineRun) -> Path:
+    """Add `run` to the ledger as a new file (never rewritten): <started>-<pipeline>.json."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = run.started_at.replace(":", "").replace("-", "").replace("+0000", "Z")
+    path = directory / f"{stamp}-{run.pipeline}.json"
+    n = 1
+    while path.exists():  # two runs started within the same microsecond
+        n += 1
+        path = directory / f"{stamp}-{run.pipeline}-{n}.json"
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(run.model_dump_json(indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_runs(directory: Path) -> tuple[list[tuple[Path, PipelineRun]], list[str]]:
+    """The ledger's runs, oldest first, and one problem line per file that is not a run record."""
+    runs: list[tuple[Path, PipelineRun]] = []
+    problems: list[str] = []
+    if not directory.is_dir():
+        return runs, problems
+    for path in sorted(directory.glob("*.json")):
+        try:
+            runs.append((path, PipelineRun.model_validate_json(path.read_text())))
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path}: not a run record ({str(exc).splitlines()[0]})")
+    runs.sort(key=lambda item: (item[1].started_at, item[0].name))
+    return runs, problems
 
 
 def read_record(model: type[R], path: Path | str) -> R:

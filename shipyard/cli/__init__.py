@@ -5,7 +5,19 @@ command reads the environment's settings (`--env`, else $SHIPYARD_ENV, else loca
 expected failure as one line naming what is wrong, with exit code 2.
 """
 
-from shipyard.cli import data, demo, features, models, monitor, pipeline, release, run, serve, settings
+from shipyard.cli import (
+    data,
+    demo,
+    features,
+    models,
+    monitor,
+    pipeline,
+    release,
+    run,
+    serve,
+    settings,
+    triage,
+)
 from shipyard.cli.root import main
 
 __all__ = [
@@ -20,4 +32,5 @@ __all__ = [
     "run",
     "serve",
     "settings",
+    "triage",
 ]
