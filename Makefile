@@ -107,6 +107,16 @@ bench: $(STAMP) bench-tools bench-peers ## Serving vs MLServer and a hand-writte
 
 .PHONY: serve bench bench-tools bench-peers
 
+# Training at scale (docs/scale.md): data -> Feast -> the kfp.local pipeline at each size, wall time,
+# CPU time and peak RSS per step, in scratch directories removed afterwards; a watchdog kills a run
+# whose process tree passes BENCH_TRAIN_MAX_GIB. Needs ~3 GiB free at 1M tickets and ~5 minutes.
+BENCH_TRAIN_SIZES ?= 20000,200000,1000000
+BENCH_TRAIN_MAX_GIB ?= 10
+bench-train: $(STAMP) ## Training at scale: wall/CPU time and peak RSS per step at 20k/200k/1M tickets (BENCH_TRAIN_SIZES=)
+	$(BIN)/python benchmarks/training_scale.py --sizes $(BENCH_TRAIN_SIZES) --max-rss-gib $(BENCH_TRAIN_MAX_GIB)
+
+.PHONY: bench-train
+
 # -- image --------------------------------------------------------------------------------------
 # The component and model-server image (docs/image.md), tagged components/images.py's
 # COMPONENT_IMAGE: docker where its daemon answers, else buildah on a Debian root that mmdebstrap

@@ -63,6 +63,9 @@ class Evaluation:
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> Scores:
+    # Fixed-width strings, not Python objects: each metric sorts the labels, ~5x faster so (the
+    # same values, so the same scores).
+    y_true, y_pred = np.asarray(y_true, dtype=str), np.asarray(y_pred, dtype=str)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )

@@ -39,7 +39,7 @@ from shipyard.records import TrainingRecord
 TRACKED_LIBRARIES = ("scikit-learn", "numpy", "pandas", "feast", "kfp", "shipyard")
 MISSING_CATEGORY = "missing"
 
-__all__ = ["ModelInputs", "TrainingRecord", "load_model", "prepare", "save", "train"]
+__all__ = ["ModelInputs", "TrainingRecord", "label_array", "load_model", "prepare", "save", "train"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,17 @@ def prepare(frame: pd.DataFrame, inputs: ModelInputs) -> pd.DataFrame:
     for col in inputs.numeric:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
     return out
+
+
+def label_array(labels: pd.Series) -> np.ndarray:
+    """Labels as a fixed-width numpy string array rather than an array of Python `str` objects.
+
+    scikit-learn sorts the labels (`np.unique`) in nearly every call the epoch loop makes
+    (`partial_fit`, `log_loss`): on 700 000 labels that costs ~0.5 s as Python objects and ~0.1 s
+    as fixed-width strings, which is most of the loop's time at a million events. The values, and
+    so the model and its loss curve, are the same.
+    """
+    return np.asarray(labels.astype(str).to_numpy(), dtype=str)
 
 
 def git_commit() -> str:
@@ -147,8 +158,7 @@ def train(
     classifier = pipeline.named_steps["classifier"]
     x_train = features.fit_transform(prepare(train_frame, inputs))
     x_val = features.transform(prepare(val_frame, inputs))
-    y_train = train_frame[spec.label].astype(str).to_numpy()
-    y_val = val_frame[spec.label].astype(str).to_numpy()
+    y_train, y_val = label_array(train_frame[spec.label]), label_array(val_frame[spec.label])
     classes = np.array(spec.classes)
 
     rng = np.random.default_rng(params.seed)
