@@ -28,9 +28,9 @@ from shipyard.hashing import json_sha256
 from shipyard.project import import_callable
 from shipyard.records import (
     EVENTS_ENV,
-    RUNS_DIR,
     PipelineRun,
     RegisterRecord,
+    ledger_dir,
     read_events,
     read_record,
     write_run,
@@ -131,8 +131,9 @@ def run_locally(
     The one local runner for every pipeline: each step is its own process (SubprocessRunner, this
     environment), KFP's full output goes to `<pipeline_root>/last-<name>.log`, progress lines go to
     `say`, and a failure is reported with the failing step's structured error event. Every run, ended
-    either way, adds a record to the run ledger `<pipeline_root>/runs/` (`shipyard.records.PipelineRun`:
-    the compiled package's hash, start and end, status, the failed step and its error line).
+    either way, adds a record to the run ledger `runs/` beside the pipeline root
+    (`shipyard.records.PipelineRun`: the compiled package's hash, start and end, status, the failed
+    step and its error line).
     """
     import logging
 
@@ -167,9 +168,9 @@ def run_locally(
             log=str(log_path),
         )
         try:
-            write_run(pipeline_root / RUNS_DIR, run)
+            write_run(ledger_dir(pipeline_root), run)
         except OSError as exc:  # the ledger must never stop a run, nor hide why it failed
-            say.write(f"warning: could not record the run in {pipeline_root / RUNS_DIR}: {exc}\n")
+            say.write(f"warning: could not record the run in {ledger_dir(pipeline_root)}: {exc}\n")
 
     with log_path.open("w") as log:
         previous, sys.stdout = sys.stdout, _Tee(say, log, verbose)

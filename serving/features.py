@@ -7,7 +7,10 @@ on-demand view whose project names an in-process twin (`ProjectSpec.on_demand`, 
 version's contract) is computed by that function, the one Feast's own view calls during training;
 running Feast's pandas wrapper per request would cost ~10 ms for the same numbers. An on-demand view
 without a twin falls back to Feast's execution, so a new view is correct before it is fast. The
-model's columns and their order come from the contract, never from code. Sameness with the offline
+model's columns and their order come from the contract, never from code, and they are handed to
+the scorer as arrays (serving.scoring.input_arrays): building a DataFrame per request cost more
+than the lookup. The batcher calls `assemble` once per batch of merged requests, so the online
+store is read once per batch. Sameness with the offline
 vector is tested (tests/integration/test_serving_consistency.py), not assumed.
 
 A looked-up value the model cannot take is a missing value, for that row only, never a 5xx: a
@@ -31,12 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from serving.contract import RequestContract, Row
 from serving.errors import FeatureStoreUnavailable
+from serving.scoring import input_arrays, input_frame
 from shipyard.project import import_callable
-from shipyard.training import prepare
+from shipyard.training import ModelInputs
 
 log = logging.getLogger("shipyard.serving")
 OnDemandTwin = Callable[[Mapping[str, Sequence[Any]]], Mapping[str, Sequence[Any]]]
@@ -81,12 +86,21 @@ def bound_redis_retries(store: Any) -> None:
 class FeatureBatch:
     """Model inputs for a batch, plus what monitoring needs to know about how they were found."""
 
-    frame: pd.DataFrame  # exactly the columns and dtypes the trained pipeline reads
+    # The model's input columns as arrays, missing values already as the trained pipeline expects
+    # them (serving.scoring.input_arrays); no DataFrame is built on the request path.
+    arrays: dict[str, np.ndarray]
     entity_found: list[bool]
     lookup_seconds: float = 0.0
     raw: dict[str, list[Any]] = field(default_factory=dict)
     # Per row: feature -> why its value was replaced by a missing one ("non_finite", "type", ...).
     invalid: list[dict[str, str]] = field(default_factory=list)
+    inputs: ModelInputs | None = None
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The same inputs as the DataFrame training's `prepare` returns (tests, the benchmark)."""
+        assert self.inputs is not None
+        return input_frame(self.inputs, self.arrays)
 
 
 class FeatureSource(Protocol):
@@ -139,9 +153,15 @@ def sanitize(
     return invalid
 
 
-def _frame(contract: RequestContract, columns: Mapping[str, list[Any]], n: int) -> pd.DataFrame:
-    data = {name: columns.get(name, [None] * n) for name in contract.inputs.columns}
-    return prepare(pd.DataFrame(data), contract.inputs)
+def _batch(
+    contract: RequestContract,
+    columns: dict[str, list[Any]],
+    found: list[bool],
+    lookup: float,
+    invalid: list[dict[str, str]],
+) -> FeatureBatch:
+    arrays = input_arrays(contract.inputs, columns, len(found))
+    return FeatureBatch(arrays, found, lookup, columns, invalid, contract.inputs)
 
 
 def _twins(contract: RequestContract) -> dict[str, OnDemandTwin]:
@@ -223,7 +243,7 @@ class FeastOnlineFeatures:
         found = [any(col[i] is not None for col in present) for i in range(n)]
         looked_up = [name for name in columns if name not in request]
         invalid = sanitize(columns, self.contract, looked_up, n)
-        return FeatureBatch(_frame(self.contract, columns, n), found, lookup, columns, invalid)
+        return _batch(self.contract, columns, found, lookup, invalid)
 
 
 class RequestOnlyFeatures:
@@ -246,4 +266,4 @@ class RequestOnlyFeatures:
             columns.update({k: list(v) for k, v in twin(columns).items()})
         n = len(rows)
         invalid = sanitize(columns, self.contract, [c for c in columns if c not in request], n)
-        return FeatureBatch(_frame(self.contract, columns, n), [False] * n, 0.0, columns, invalid)
+        return _batch(self.contract, columns, [False] * n, 0.0, invalid)

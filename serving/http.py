@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from serving.errors import (
     render,
 )
 from serving.lifecycle import Lifecycle
-from serving.metrics import REQUEST_SECONDS, REQUESTS
+from serving.metrics import REQUEST_SECONDS, REQUESTS, exposition
 from serving.requestlog import Record, RequestLog
 
 Scope = MutableMapping[str, Any]
@@ -54,6 +55,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _PREDICT = re.compile(r"^/v1/models/[^/]+:predict$|^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+METRICS_PATH = "/metrics"
 PREDICT_ROUTES = {"v1": "/v1/models/{model_name}:predict", "v2": "/v2/models/{model_name}/infer"}
 JSON_TYPES = frozenset({"application/json", "application/cloudevents+json"})
 V2_BINARY = "application/octet-stream"  # the Open Inference Protocol's binary tensor extension
@@ -74,9 +76,26 @@ class RequestContext:
     disconnected: bool = False
     # What really went wrong while the body was read (FastAPI re-raises it as a generic 400).
     receive_error: ServingError | None = None
+    on_its_way: bool = False  # counted in `predictions_on_their_way`
 
 
 CURRENT: ContextVar[RequestContext | None] = ContextVar("shipyard_request", default=None)
+# Prediction requests admitted by the edge that have not reached the model's predict yet (their
+# body is being read, parsed, validated): the batcher's "is anyone else on the way?". Only the
+# event loop changes it.
+_on_their_way = 0
+
+
+def predictions_on_their_way() -> int:
+    return _on_their_way
+
+
+def reached_model(ctx: RequestContext | None) -> None:
+    """The request is handed to the batcher (or failed before): it is no longer on its way."""
+    global _on_their_way
+    if ctx is not None and ctx.on_its_way:
+        ctx.on_its_way = False
+        _on_their_way -= 1
 
 
 def current() -> RequestContext | None:
@@ -93,6 +112,16 @@ def cause(exc: BaseException) -> BaseException:
 
 def client_gone() -> ClientDisconnected:
     return ClientDisconnected("the client disconnected before its answer", "client", "disconnected")
+
+
+# Generated request ids: 80 random bits per process, then a counter (32 hex digits, like a uuid4's
+# hex): unique across processes and pods without an os.urandom call per request.
+_ID_PREFIX = secrets.token_hex(10)
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):012x}"
 
 
 def protocol_of(path: str) -> str:
@@ -141,6 +170,7 @@ class ServingMiddleware:
         return self.lifecycle is not None and self.lifecycle.draining
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        global _on_their_way
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -151,7 +181,7 @@ class ServingMiddleware:
 
         request_id = _header(scope, REQUEST_ID_HEADER.encode())
         if request_id is None or not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = new_request_id()
             headers = [(k, v) for k, v in scope.get("headers", ()) if k.lower() != b"x-request-id"]
             scope["headers"] = [*headers, (b"x-request-id", request_id.encode())]
         ctx = RequestContext(request_id, protocol, datetime.now(UTC).isoformat(timespec="microseconds"))
@@ -232,8 +262,14 @@ class ServingMiddleware:
                 raise early
             if self.lifecycle is not None:
                 self.lifecycle.in_flight += 1
-                admitted = True
-            await self.app(scope, receive_guarded, send_wrapper)
+            admitted = True
+            if is_predict:
+                _on_their_way += 1
+                ctx.on_its_way = True
+            if path == METRICS_PATH and scope.get("method") in ("GET", "HEAD"):
+                await self._metrics(scope, send_wrapper)
+            else:
+                await self.app(scope, receive_guarded, send_wrapper)
         except Exception as exc:
             if response_started:  # nothing sensible can be sent any more; the client sees a cut stream
                 if ctx.disconnected:
@@ -260,11 +296,14 @@ class ServingMiddleware:
                 watcher.cancel()
             if admitted and self.lifecycle is not None:
                 self.lifecycle.in_flight -= 1
+            reached_model(ctx)
             CURRENT.reset(token)
             route = scope.get("route")
             endpoint = getattr(route, "path", None) or (
                 PREDICT_ROUTES[protocol] if is_predict else "unmatched"  # rejected before dispatch
             )
+            if path == METRICS_PATH and status != RouteNotFound.status:
+                endpoint = METRICS_PATH
             elapsed = time.perf_counter() - started
             REQUEST_SECONDS.labels(protocol, endpoint, scope.get("method", "")).observe(elapsed)
             REQUESTS.labels(protocol, endpoint, str(status)).inc()
@@ -296,6 +335,15 @@ class ServingMiddleware:
                     "media_type",
                 )
         return None
+
+    @staticmethod
+    async def _metrics(scope: Scope, send: Send) -> None:
+        """`GET /metrics`, answered here in every mode: with several workers it must read every
+        worker's samples (serving.metrics.exposition), which KServe's own handler does not."""
+        body, content_type = exposition(_header(scope, b"accept"))
+        headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope.get("method") == "HEAD" else body})
 
     @staticmethod
     async def _send_json(send: Send, status: int, body: dict[str, Any], close: bool = False) -> None:

@@ -23,6 +23,7 @@ import enum
 import logging
 import math
 import signal
+import socket
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -127,9 +128,10 @@ class DrainingServer(_RefreshingServer):  # type: ignore[misc]
 
     should_exit: bool
 
-    def __init__(self, config: Any, lifecycle: Lifecycle) -> None:
+    def __init__(self, config: Any, lifecycle: Lifecycle, listen: socket.socket | None = None) -> None:
         super().__init__(config)
         self.lifecycle = lifecycle
+        self.listen = listen  # a worker's own socket on the shared port (serving.workers)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn installs this for SIGINT/SIGTERM while it serves (and re-raises the signals it
@@ -140,6 +142,8 @@ class DrainingServer(_RefreshingServer):  # type: ignore[misc]
         if self.lifecycle.draining:  # stopped before it started: nothing to start, nothing to drain
             self.lifecycle.announce()
             return
+        if sockets is None and self.listen is not None:
+            sockets = [self.listen]
         await super().serve(sockets=sockets)
 
     async def startup(self, sockets: Any = None) -> None:

@@ -6,14 +6,15 @@ every file matched that hash and the model, contract and feature source all open
 leaves the model not ready (503), never serving an unverified artifact. Nothing is resolved at
 start-up: "champion" is a word for the CLI and release records, never for a pod.
 
-`preprocess` validates against the version's own contract, `predict` runs the feature lookup and
-the scikit-learn pipeline on a bounded thread pool (both are blocking, and health probes share the
-event loop), `postprocess` answers in the protocol the request came in with.
+`preprocess` validates against the version's own contract; `predict` hands the request to the
+adaptive batcher (serving.batching), which runs the feature lookup and the compiled scorer
+(serving.scoring) for the requests waiting together on a bounded thread pool (both are blocking,
+and health probes share the event loop) and gives each request its own rows back; `postprocess`
+answers in the protocol the request came in with.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -28,6 +29,7 @@ import numpy as np
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from serving import http
+from serving.batching import AdaptiveBatcher
 from serving.contract import V2_OUTPUT_TYPES, RequestContract, Row
 from serving.errors import FeatureStoreUnavailable, InvalidRequest, ModelNotReady, UnsupportedMediaType, echo
 from serving.features import FeatureSource
@@ -37,14 +39,15 @@ from serving.metrics import (
     FEATURE_MISSING,
     FEATURE_OUT_OF_RANGE,
     FEATURE_STORE_ERRORS,
-    MODEL_AGE,
-    MODEL_INFO,
     MODEL_READY,
     PREDICTIONS,
     PROBABILITY,
     set_contract_fields,
+    set_model_age,
+    set_model_info,
 )
 from serving.requestlog import RequestLog
+from serving.scoring import Scorer, compile_scorer
 from shipyard.errors import RegistryError
 from shipyard.registry import verify_version_dir
 from shipyard.training import load_model
@@ -88,6 +91,8 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
         request_log: RequestLog | None = None,
         threads: int = 4,
         version_label: str | None = None,
+        batch_max_rows: int = 64,
+        batch_max_wait: float = 0.002,
     ) -> None:
         super().__init__(name)
         self.model_dir = model_dir
@@ -99,7 +104,16 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
         self.features: FeatureSource | None = None
         self.request_log = request_log
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="predict")
-        self._pipeline: Any = None
+        self.batcher: AdaptiveBatcher[Batch, Scored] = AdaptiveBatcher(
+            self._score_many,
+            self._pool,
+            threads,
+            max_rows=batch_max_rows,
+            max_wait=batch_max_wait,
+            expected=http.predictions_on_their_way,
+            gone_error=http.client_gone,
+        )
+        self._scorer: Scorer | None = None
         self.contract: RequestContract | None = None
         self.trained_at: datetime | None = None
         MODEL_READY.labels(name).set(0)
@@ -127,6 +141,7 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
         try:
             pipeline = load_model(self.model_dir)
             contract = RequestContract.load(self.model_dir)
+            scorer = compile_scorer(pipeline, contract.inputs, contract.features)
             features = self._features_factory(str(meta["feature_service"]), contract)
         except Exception as exc:
             # Anything from a missing file to a tampered pickle: the details go to the log, the
@@ -134,14 +149,15 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
             self.not_ready_reason = f"model version {self.content_hash[:12]} failed to load"
             log.error("model %s not ready: %s", self.name, exc)
             return False
-        self._pipeline, self.contract, self.features = pipeline, contract, features
+        self._scorer, self.contract, self.features = scorer, contract, features
         self.version = self.version_label or self.content_hash[:12]
         created = str(meta.get("created_at", ""))
         self.trained_at = datetime.fromisoformat(created) if created else datetime.now(UTC)
         set_contract_fields(contract.field_names)
         if self.request_log is not None:
             self.request_log.text_fields = frozenset(f.name for f in contract.fields if f.type == "text")
-        MODEL_INFO.labels(self.name).info(
+        set_model_info(
+            self.name,
             {
                 "version": self.version,
                 "content_hash": self.content_hash,
@@ -149,12 +165,9 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
                 "feature_service": str(meta["feature_service"]),
                 "online_store": features.store_kind,
                 "trained_at": created,
-            }
+            },
         )
-        trained = self.trained_at
-        MODEL_AGE.labels(self.name, self.version).set_function(
-            lambda: (datetime.now(UTC) - trained).total_seconds()
-        )
+        set_model_age(self.name, self.version, self.trained_at.timestamp())
         self.ready = True
         MODEL_READY.labels(self.name).set(1)
         log.info(
@@ -229,26 +242,63 @@ class ShipyardModel(kserve.Model):  # type: ignore[misc]
 
     # -- predict -----------------------------------------------------------------------------------
     async def predict(self, payload: Batch, headers: dict[str, str] | None = None) -> Scored:
+        """Queue the request for the adaptive batcher (serving.batching), which scores it on the
+        predict thread together with the requests waiting at the same time."""
         self.require_ready()
         ctx = http.current()
         if ctx is not None and ctx.disconnected:
             raise http.client_gone()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._score, payload, ctx)
+        gone = (lambda: ctx.disconnected) if ctx is not None else (lambda: False)
+        http.reached_model(ctx)
+        return await self.batcher.submit(payload, len(payload.rows), gone)
 
-    def _score(self, batch: Batch, ctx: http.RequestContext | None = None) -> Scored:
-        """Feature lookup + predict; runs on the thread pool (where it may have queued a while)."""
-        assert self.features is not None and self.contract is not None
-        if ctx is not None and ctx.disconnected:  # nobody will read the answer: do not compute it
-            raise http.client_gone()
+    def _score_many(self, batches: list[Batch]) -> list[Scored | BaseException]:
+        """Score merged requests on the predict thread: one feature lookup, one predict, split back.
+
+        A feature store outage fails every request of the batch (each gets its 503); any other
+        failure of a merged batch is retried request by request, so one request cannot fail another.
+        """
+        if len(batches) == 1:
+            try:
+                return [self._score(batches[0])]
+            except Exception as exc:
+                return [exc]
+        rows = [row for batch in batches for row in batch.rows]
+        try:
+            merged = self._score(Batch("merged", rows))
+        except FeatureStoreUnavailable as exc:
+            return [exc] * len(batches)
+        except Exception:
+            log.warning("a merged batch of %d requests failed; scoring them one by one", len(batches))
+            return [answer for batch in batches for answer in self._score_many([batch])]
+        out: list[Scored | BaseException] = []
+        start = 0
+        for batch in batches:
+            end = start + len(batch.rows)
+            out.append(
+                Scored(
+                    batch,
+                    merged.predicted[start:end],
+                    merged.probabilities[start:end],
+                    merged.entity_found[start:end],
+                    {name: values[start:end] for name, values in merged.features.items()},
+                    merged.invalid[start:end],
+                )
+            )
+            start = end
+        return out
+
+    def _score(self, batch: Batch) -> Scored:
+        """Feature lookup + predict for one batch of rows; runs on the predict thread."""
+        assert self.features is not None and self.contract is not None and self._scorer is not None
         try:
             found = self.features.assemble(batch.rows)
         except FeatureStoreUnavailable:
             FEATURE_STORE_ERRORS.labels(self.features.store_kind).inc()
             raise
         FEATURE_LOOKUP_SECONDS.labels(self.features.store_kind).observe(found.lookup_seconds)
-        proba = self._pipeline.predict_proba(found.frame)
-        classes = [str(c) for c in self._pipeline.classes_]
+        proba = self._scorer.predict_proba(found.arrays)
+        classes = self._scorer.classes
         labels = list(self.contract.labels)
         order = [classes.index(label) for label in labels]
         predicted = [labels[int(i)] for i in np.argmax(proba[:, order], axis=1)]

@@ -63,6 +63,9 @@ class ServerProcess:
         return [sys.executable, "-m", "serving", *server_args(self.config), *self.extra_args]
 
     def start(self, wait: bool = True, timeout: float = 90) -> ServerProcess:
+        if self.process is not None and self.process.poll() is None:
+            # A second Popen would orphan the first server: nothing would ever stop it.
+            raise ServerStartError(f"the model server (pid {self.process.pid}) is already running")
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as out:
             self.process = subprocess.Popen(

@@ -33,10 +33,11 @@ import logging
 import math
 import os
 import queue
+import re
 import threading
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,8 +119,9 @@ class JsonLinesSink:
         deleted: list[Path] = []
         now = time.time()
         total = sum(size for _, size, _ in files)
+        written_by_others = _current_files_of_live_writers(p for _, _, p in files)
         for mtime, size, path in files:
-            if path == self._path:
+            if path == self._path or path in written_by_others:
                 continue
             too_old = self.retention_days is not None and now - mtime > self.retention_days * 86_400
             too_big = self.retention_bytes is not None and total > self.retention_bytes
@@ -142,6 +144,40 @@ class JsonLinesSink:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+_FILE_NAME = re.compile(r"^requests-(?P<day>\d{8})-(?P<pid>\d+)(?:-(?P<part>\d+))?\.jsonl$")
+
+
+def _current_files_of_live_writers(paths: Iterable[Path]) -> set[Path]:
+    """The file each other live process is writing (its newest): retention never deletes those.
+
+    With several workers (serving.workers) in one directory, one worker's retention would otherwise
+    unlink a sibling's open file, and the sibling would go on writing records into a deleted file.
+    """
+    newest: dict[int, tuple[str, int, Path]] = {}
+    for path in paths:
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            continue
+        pid = int(match["pid"])
+        key = (match["day"], int(match["part"] or 0), path)
+        if pid not in newest or key[:2] > newest[pid][:2]:
+            newest[pid] = key
+    # Files roll over every UTC day: an older file is no live process's current one (pid reuse).
+    recent = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y%m%d")
+    current = set()
+    for pid, (day, _, path) in newest.items():
+        if pid == os.getpid() or day < recent:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue  # gone: its files are old data like any other
+        except PermissionError:
+            pass  # alive, someone else's
+        current.add(path)
+    return current
 
 
 TEXT_STORAGE = ("raw", "sha256")

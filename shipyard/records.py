@@ -23,6 +23,7 @@ __all__ = [
     "RegisterRecord",
     "TrainingRecord",
     "emit",
+    "ledger_dir",
     "read_events",
     "read_record",
     "read_runs",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 EVENTS_ENV = "SHIPYARD_EVENTS"
-RUNS_DIR = "runs"  # the run ledger, under the pipeline root
+RUNS_DIR = "runs"  # the run ledger, next to the pipeline root (see ledger_dir)
 R = TypeVar("R", bound=BaseModel)
 
 
@@ -89,7 +90,7 @@ class RegisterRecord(_Record):
 
 
 class PipelineRun(_Record):
-    """One local pipeline run in the append-only run ledger (`<pipeline_root>/runs/`): what ran (the
+    """One local pipeline run in the append-only run ledger (`runs/` beside the pipeline root): what ran (the
     compiled package's name and hash, as `shipyard.promotion.pipeline_ref` hashes a committed one),
     when, and how it ended; a failure names the step and its error line. `shipyard triage` reads it."""
 
@@ -102,6 +103,12 @@ class PipelineRun(_Record):
     failed_step: str | None = None
     error: str | None = None
     log: str  # KFP's full output of the run (overwritten by the next run of the same pipeline)
+
+
+def ledger_dir(pipeline_root: Path) -> Path:
+    """Where local runs are recorded: `runs/` beside the pipeline root, not inside it, because
+    kfp.local owns the pipeline root (one directory per run) and readers list it as runs."""
+    return Path(pipeline_root).parent / RUNS_DIR
 
 
 def write_run(directory: Path, run: PipelineRun) -> Path:

@@ -79,8 +79,8 @@ class ServingSettings(_Strict):
         1,
         ge=1,
         le=64,
-        description="Server processes behind the one port (one per core the pod gets); metrics are aggregated "
-        "across them.",
+        description="Server processes behind the one port (one per core the pod gets); metrics are "
+        "aggregated across them.",
     )
     batch_max_rows: int = Field(
         64,

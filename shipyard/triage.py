@@ -1,6 +1,6 @@
 """`shipyard triage`: when something breaks, four questions answered with evidence.
 
-1. **pipeline bug?** the last training and monitoring runs (the run ledger `<pipeline_root>/runs/`,
+1. **pipeline bug?** the last training and monitoring runs (the run ledger `runs/` beside the pipeline root,
    `shipyard.records.PipelineRun`: status, failed step, its error line); the record's pipeline hash
    against `pipelines/training.yaml` at the record's commit (a mismatch is a problem) and at HEAD (a
    difference is a note: the pipeline changed since, and the next promotion records it).
@@ -45,7 +45,7 @@ from shipyard.errors import (
 )
 from shipyard.monitoring import MonitoringSummary, parse_time, read_request_log
 from shipyard.promotion import PIPELINE_FILE, head_commit, pipeline_ref
-from shipyard.records import RUNS_DIR, PipelineRun, read_runs
+from shipyard.records import PipelineRun, ledger_dir, read_runs
 from shipyard.registry import ModelRegistry, VersionEntry
 from shipyard.release import Release, load_record, record_path
 from shipyard.settings import Settings
@@ -253,7 +253,7 @@ def pipeline_findings(settings: Settings, root: Path, record: Release | None, no
             )
         )
     else:
-        ledger = Path(settings.pipeline_root) / RUNS_DIR
+        ledger = ledger_dir(Path(settings.pipeline_root))
         runs, unreadable = read_runs(ledger)
         training = [r for r in runs if r[1].pipeline in TRAINING_RUNS]
         monitoring = [r for r in runs if r[1].pipeline == "monitoring"]

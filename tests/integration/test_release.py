@@ -107,7 +107,9 @@ def test_check_names_every_hash_that_does_not_match(checkout: Checkout, stack: S
         "evidence outside the repository": (
             good.replace(
                 "evidence: []",
-                "evidence:\n    - {name: staging-validation, uri: ../outside.json, sha256: " + "ab" * 32 + "}",
+                "evidence:\n    - {name: staging-validation, uri: ../outside.json, sha256: "
+                + "ab" * 32
+                + "}",
             ),
             "points outside the repository",
         ),

@@ -33,7 +33,7 @@ import yaml
 from pipelines.local_monitor import run_monitoring
 from pipelines.local_run import PipelineFailedError, run_pipeline
 from shipyard.cli.demo import request_rows
-from shipyard.records import RUNS_DIR, read_runs
+from shipyard.records import RUNS_DIR, ledger_dir, read_runs
 from shipyard.settings import MonitoringSettings, Settings
 from shipyard.triage import TriageReport, triage
 from tests.integration.drift_replay import DRIFT_FROM, Replayed
@@ -62,11 +62,11 @@ def scenario(replayed: Replayed, root: Path, summaries: bool = True) -> Scenario
     the run ledger and (with `summaries`) the healthy window's monitoring summary and report."""
     root.mkdir(parents=True)
     state, pipeline_root = root / "state", root / "pipeline_root"
-    runs, _ = read_runs(Path(replayed.settings.pipeline_root) / RUNS_DIR)
-    (pipeline_root / RUNS_DIR).mkdir(parents=True)
+    runs, _ = read_runs(ledger_dir(Path(replayed.settings.pipeline_root)))
+    ledger_dir(pipeline_root).mkdir(parents=True)
     for path, run in runs:
         if run.pipeline == "monitoring" and run.status == "succeeded":
-            shutil.copy(path, pipeline_root / RUNS_DIR / path.name)
+            shutil.copy(path, ledger_dir(pipeline_root) / path.name)
     if summaries:
         run_dir = replayed.healthy.summary_file.parent
         shutil.copytree(run_dir, state / "monitoring" / run_dir.name)

@@ -203,9 +203,13 @@ def request_rows(stack: Stack, n: int = 50) -> list[dict[str, Any]]:
     return rows
 
 
-def serve_version(env: Env, reg: ModelRegistry, version: str, workdir: Path, **overrides: Any) -> Server:
+@contextlib.contextmanager
+def serve_version(
+    env: Env, reg: ModelRegistry, version: str, workdir: Path, **overrides: Any
+) -> Iterator[Server]:
+    """A real model server for one registered version, stopped (by PID) when the block ends."""
     entry = reg.get(version)
-    return start_server(
+    server = start_server(
         env.stack,
         workdir,
         model_dir=reg.fetch(version, workdir / "cache"),
@@ -213,6 +217,10 @@ def serve_version(env: Env, reg: ModelRegistry, version: str, workdir: Path, **o
         version_label=version,
         **overrides,
     )
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def merge(checkout: Checkout, branch: str, message: str) -> None:
