@@ -14,12 +14,13 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 from shipyard.errors import DeployError
 from shipyard.release import Release, load_record, record_path
@@ -260,3 +261,49 @@ def env_value(model: dict[str, Any], name: str) -> str | None:
         if item.get("name") == name:
             return str(item.get("value"))
     return None
+
+
+# -- the record against the cluster (`shipyard status`, `shipyard triage`) ---------------------
+class LiveModel(BaseModel):
+    """The stable predictor of a live InferenceService: what the cluster was told to serve."""
+
+    model_config = ConfigDict(frozen=True)
+
+    storage_uri: str | None
+    content_hash: str | None
+    version: str | None
+    image: str | None
+    canary: list[str]
+    ready: bool
+    ready_detail: str
+
+
+def live_model(isvc: Mapping[str, Any] | None) -> LiveModel | None:
+    """None when the InferenceService (or its predictor's model) does not exist."""
+    if isvc is None:
+        return None
+    model: dict[str, Any] = isvc.get("spec", {}).get("predictor", {}).get("model", {}) or {}
+    if not model:
+        return None
+    ready, detail = conditions_of(dict(isvc))
+    return LiveModel(
+        storage_uri=model.get("storageUri"),
+        content_hash=env_value(model, "SHIPYARD_CONTENT_HASH"),
+        version=env_value(model, "SHIPYARD_MODEL_VERSION"),
+        image=model.get("image"),
+        canary=[str(c.get("predictor", {}).get("name")) for c in isvc["spec"].get("canary", []) or []],
+        ready=ready,
+        ready_detail=detail,
+    )
+
+
+def differences(record: Release, live: LiveModel) -> list[tuple[str, str, str | None]]:
+    """(field, the record's value, the cluster's) for every field where they differ."""
+    spec = record.spec
+    pairs = (
+        ("storageUri", spec.model.storage_uri, live.storage_uri),
+        ("contentHash", spec.model.content_hash, live.content_hash),
+        ("model", spec.model.version, live.version),
+        ("image", spec.code.image, live.image),
+    )
+    return [(name, want, have) for name, want, have in pairs if (have or "").rstrip("/") != want.rstrip("/")]

@@ -30,11 +30,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shipyard.deploy import ISVC, Kubectl, conditions_of, deployment_name, env_value, render_target
+from shipyard.deploy import (
+    ISVC,
+    Kubectl,
+    deployment_name,
+    differences,
+    env_value,
+    live_model,
+    render_target,
+)
 from shipyard.errors import (
     DeployError,
     ModelNotFoundError,
@@ -53,10 +61,7 @@ from shipyard.settings import Settings
 __all__ = [
     "Answer",
     "Finding",
-    "LiveModel",
     "TriageReport",
-    "differences",
-    "live_model",
     "monitoring_summaries",
     "triage",
 ]
@@ -122,49 +127,6 @@ def _age(iso: str, now: datetime) -> str:
 
 
 # -- what an InferenceService serves (shared with `shipyard status`) --------------------------------
-class LiveModel(_Model):
-    """The stable predictor of a live InferenceService: what the cluster was told to serve."""
-
-    storage_uri: str | None
-    content_hash: str | None
-    version: str | None
-    image: str | None
-    canary: list[str]
-    ready: bool
-    ready_detail: str
-
-
-def live_model(isvc: Mapping[str, Any] | None) -> LiveModel | None:
-    """None when the InferenceService (or its predictor's model) does not exist."""
-    if isvc is None:
-        return None
-    model: dict[str, Any] = isvc.get("spec", {}).get("predictor", {}).get("model", {}) or {}
-    if not model:
-        return None
-    ready, detail = conditions_of(dict(isvc))
-    return LiveModel(
-        storage_uri=model.get("storageUri"),
-        content_hash=env_value(model, "SHIPYARD_CONTENT_HASH"),
-        version=env_value(model, "SHIPYARD_MODEL_VERSION"),
-        image=model.get("image"),
-        canary=[str(c.get("predictor", {}).get("name")) for c in isvc["spec"].get("canary", []) or []],
-        ready=ready,
-        ready_detail=detail,
-    )
-
-
-def differences(record: Release, live: LiveModel) -> list[tuple[str, str, str | None]]:
-    """(field, the record's value, the cluster's) for every field where they differ."""
-    spec = record.spec
-    pairs = (
-        ("storageUri", spec.model.storage_uri, live.storage_uri),
-        ("contentHash", spec.model.content_hash, live.content_hash),
-        ("model", spec.model.version, live.version),
-        ("image", spec.code.image, live.image),
-    )
-    return [(name, want, have) for name, want, have in pairs if (have or "").rstrip("/") != want.rstrip("/")]
-
-
 # -- the evidence on disk ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SummaryFile:

@@ -20,10 +20,9 @@ from typing import Any
 import yaml
 
 from shipyard.registry import COMPUTED_METADATA, ModelRegistry
-from tests.image.engine import CRANE, free_port, wait_for_port
+from tests.image.engine import CRANE, crane_registry
 from tests.integration.serving_stack import Stack
 from tests.s3server import S3Server
-from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPYARD = Path(sys.executable).parent / "shipyard"
@@ -34,45 +33,20 @@ DEPLOYED = ("dev", "staging", "prod")
 def image_registry(directory: Path) -> Iterator[str]:
     """A real OCI registry on loopback (`crane registry serve`) holding one small image; yields the
     image by digest, so `release check` resolves it like ghcr.io in CI."""
-    require(CRANE.exists(), "crane is not built (make image-tools builds it from the Go module proxy)")
+    layer = directory / "layer.tar.gz"
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "blobs").mkdir(exist_ok=True)
-    port = free_port()
-    with (directory / "registry.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(CRANE),
-                "registry",
-                "serve",
-                "--address",
-                f"127.0.0.1:{port}",
-                "--disk",
-                str(directory / "blobs"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc)
-        layer = directory / "layer.tar.gz"
-        (directory / "VERSION").write_text("shipyard test image\n")
-        with tarfile.open(layer, "w:gz") as tar:
-            tar.add(directory / "VERSION", arcname="VERSION")
-        tag = f"127.0.0.1:{port}/shipyard-mlops/shipyard:test"
+    (directory / "VERSION").write_text("shipyard test image\n")
+    with tarfile.open(layer, "w:gz") as tar:
+        tar.add(directory / "VERSION", arcname="VERSION")
+    with crane_registry(directory) as address:
+        tag = f"{address}/shipyard-mlops/shipyard:test"
         subprocess.run(
             [str(CRANE), "append", "--insecure", "-f", str(layer), "-t", tag], check=True, capture_output=True
         )
         digest = subprocess.run(
             [str(CRANE), "digest", "--insecure", tag], check=True, capture_output=True, text=True
         ).stdout.strip()
-        yield f"127.0.0.1:{port}/shipyard-mlops/shipyard@{digest}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        yield f"{address}/shipyard-mlops/shipyard@{digest}"
 
 
 @dataclass
@@ -212,3 +186,20 @@ def another_version(reg: ModelRegistry, version: str, note: str) -> str:
         evaluated_against=None,
     )
     return registration.entry.version
+
+
+def write_evidence(checkout: Checkout, version: str, *, passed: bool = True, name: str | None = None) -> Path:
+    """A staging-validation evidence file about `version` (as `release validate` writes one), for
+    tests about what propose does with evidence rather than about the validation itself."""
+    entry = checkout.registry("staging").get(version)
+    path = checkout.root / "evidence" / f"{name or version}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "name": "staging-validation",
+        "environment": "staging",
+        "model": {"version": version, "contentHash": entry.content_hash},
+        "passed": passed,
+        "checks": [{"name": "smoke", "passed": passed, "detail": "ready"}],
+    }
+    path.write_text(json.dumps(doc))
+    return path

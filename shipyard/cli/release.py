@@ -242,7 +242,7 @@ def status_cmd(as_json: bool, kubeconfig: str | None, no_cluster: bool) -> None:
     """Per environment: the record, what the cluster runs, every difference by field, model age."""
     from datetime import UTC, datetime
 
-    from shipyard.deploy import ISVC, env_value, render_target, running_model
+    from shipyard.deploy import ISVC, differences, live_model, render_target
     from shipyard.errors import ShipyardError
 
     root = Path.cwd()
@@ -288,34 +288,18 @@ def status_cmd(as_json: bool, kubeconfig: str | None, no_cluster: bool) -> None:
                 row["cluster"] = {"error": str(exc)}
                 rows.append(row)
                 continue
-            model = running_model(live)
-            if live is None or model is None:
+            running = live_model(live)
+            if running is None:
                 row["cluster"] = {"running": None}
                 row["drift"].append(f"{target.namespace}/{target.name} does not exist")
             else:
-                canaries = [str(c["predictor"].get("name")) for c in live["spec"].get("canary", []) or []]
-                running: dict[str, Any] = {
-                    "contentHash": env_value(model, "SHIPYARD_CONTENT_HASH"),
-                    "model": env_value(model, "SHIPYARD_MODEL_VERSION"),
-                    "storageUri": model.get("storageUri"),
-                    "image": model.get("image"),
-                    "canary": canaries,
-                    "ready": any(
-                        c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in live.get("status", {}).get("conditions", [])
-                    ),
-                }
-                row["cluster"] = running
-                for field, want in (
-                    ("model", spec.model.version),
-                    ("contentHash", spec.model.content_hash),
-                    ("storageUri", spec.model.storage_uri),
-                    ("image", spec.code.image),
-                ):
-                    if running[field] != want:
-                        row["drift"].append(f"{field}: record {want}, cluster {running[field]}")
-                if canaries:
-                    row["drift"].append(f"canary in progress: {', '.join(canaries)}")
+                row["cluster"] = running.model_dump(mode="json")
+                row["drift"] += [
+                    f"{name}: record {want}, cluster {have}"
+                    for name, want, have in differences(record, running)
+                ]
+                if running.canary:
+                    row["drift"].append(f"canary in progress: {', '.join(running.canary)}")
         rows.append(row)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

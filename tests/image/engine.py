@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support import require
+
 ROOT = Path(__file__).resolve().parents[2]
 HACK = ROOT / "hack" / "image"
 STATE = ROOT / ".tools" / "image"
@@ -175,3 +177,29 @@ def open_to_container_user(path: Path) -> None:
     for p in [path, *path.rglob("*")]:
         if not p.is_symlink():
             p.chmod(p.stat().st_mode | (0o777 if p.is_dir() else 0o666))
+
+
+@contextlib.contextmanager
+def crane_registry(directory: Path) -> Iterator[str]:
+    """An OCI registry on 127.0.0.1 (`crane registry serve`) storing blobs under `directory`; yields
+    its host:port and stops it by PID."""
+    require(CRANE.exists(), "crane is not built (make image-tools builds it from the Go module proxy)")
+    port = free_port()
+    blobs = directory / "blobs"
+    blobs.mkdir(parents=True, exist_ok=True)  # crane stores blobs there but does not create it
+    with (directory / "registry.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [str(CRANE), "registry", "serve", "--address", f"127.0.0.1:{port}", "--disk", str(blobs)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

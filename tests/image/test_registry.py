@@ -13,41 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.image.engine import CRANE, Engine, free_port, wait_for_port
-from tests.support import require
+from tests.image.engine import CRANE, Engine, crane_registry
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
     """A registry on 127.0.0.1 storing blobs on disk; its host:port."""
-    require(CRANE.exists(), "crane is not built (make image-tools builds it from the Go module proxy)")
-    port = free_port()
-    blobs = tmp_path / "blobs"
-    blobs.mkdir()  # crane stores blobs there but does not create it
-    with (tmp_path / "registry.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(CRANE),
-                "registry",
-                "serve",
-                "--address",
-                f"127.0.0.1:{port}",
-                "--disk",
-                str(tmp_path / "blobs"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_port(port, proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with crane_registry(tmp_path) as address:
+        yield address
 
 
 def crane(*args: str) -> str:

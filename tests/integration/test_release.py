@@ -13,7 +13,7 @@ import yaml
 
 from shipyard.hashing import file_sha256
 from tests.integration.serving_stack import Stack, build_stack
-from tests.release_checkout import Checkout, another_version, image_registry, make_checkout
+from tests.release_checkout import Checkout, another_version, image_registry, make_checkout, write_evidence
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +30,6 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def checkout(stack: Stack, image: str, tmp_path: Path) -> Checkout:
     return make_checkout(tmp_path, stack, image)
-
-
-def evidence(checkout: Checkout, version: str, *, passed: bool = True, env: str = "staging") -> Path:
-    entry = checkout.registry("staging").get(version)
-    path = checkout.root / "evidence" / f"{version}.json"
-    path.parent.mkdir(exist_ok=True)
-    doc = {
-        "name": "staging-validation",
-        "environment": env,
-        "model": {"version": version, "contentHash": entry.content_hash},
-        "passed": passed,
-        "checks": [{"name": "smoke", "passed": passed, "detail": "ready"}],
-    }
-    path.write_text(json.dumps(doc))
-    return path
 
 
 def test_propose_staging_writes_a_record_that_check_accepts(checkout: Checkout, stack: Stack) -> None:
@@ -149,7 +134,7 @@ def test_prod_requires_staging_evidence_about_the_same_bytes(checkout: Checkout,
         "--model",
         stack.version,
         "--evidence",
-        str(evidence(checkout, other)),
+        str(write_evidence(checkout, other)),
     )
     assert wrong.returncode == 2 and f"not {stack.version}" in wrong.stderr
     failed = checkout.shipyard(
@@ -160,7 +145,7 @@ def test_prod_requires_staging_evidence_about_the_same_bytes(checkout: Checkout,
         "--model",
         stack.version,
         "--evidence",
-        str(evidence(checkout, stack.version, passed=False)),
+        str(write_evidence(checkout, stack.version, passed=False)),
     )
     assert failed.returncode == 2 and "did not pass (smoke)" in failed.stderr
     # Nothing was written and nothing was copied into prod's registry by the refusals.
@@ -175,7 +160,7 @@ def test_prod_requires_staging_evidence_about_the_same_bytes(checkout: Checkout,
         "--model",
         stack.version,
         "--evidence",
-        str(evidence(checkout, stack.version)),
+        str(write_evidence(checkout, stack.version)),
     )
     assert good.returncode == 0, good.stderr
     prod = checkout.registry("prod")

@@ -42,7 +42,7 @@ from tests.k8s.test_chart import (
     unique,
     write_values,
 )
-from tests.release_checkout import Checkout, another_version, image_registry, make_checkout
+from tests.release_checkout import Checkout, another_version, image_registry, make_checkout, write_evidence
 from tests.s3server import S3Server
 
 STEP_SECONDS = "3"
@@ -223,6 +223,29 @@ def serve_version(
         server.stop()
 
 
+def canary_rollout(
+    env: Env, registry: ModelRegistry, stable: str, canary: str, workdir: Path, **canary_overrides: Any
+) -> tuple[Any, Router]:
+    """`release rollout` for prod with real servers for both versions behind the router; the
+    canary's server takes `canary_overrides` (e.g. a broken online store)."""
+    with (
+        serve_version(env, registry, stable, workdir / f"prod-{stable}") as stable_server,
+        serve_version(env, registry, canary, workdir / f"prod-{canary}", **canary_overrides) as canary_server,
+        Router(env, stable_server, canary_server, request_rows(env.stack)) as router,
+    ):
+        result = env.shipyard(
+            "--env",
+            "prod",
+            "release",
+            "rollout",
+            "--stable-metrics",
+            f"{stable_server.url}/metrics",
+            "--canary-metrics",
+            f"{canary_server.url}/metrics",
+        )
+    return result, router
+
+
 def merge(checkout: Checkout, branch: str, message: str) -> None:
     """What merging the promotion PR does to main: the branch's commit, merged without fast-forward."""
     checkout.commit(message)
@@ -322,22 +345,7 @@ def test_rehearsal_of_the_pull_request_flow(release_env: Env, tmp_path: Path) ->
     assert any(d.startswith("model: record v2, cluster v1") for d in drift), drift
 
     prod_registry = checkout.registry("prod")
-    rows = request_rows(stack)
-    with (
-        serve_version(env, prod_registry, v1, tmp_path / "prod-v1") as stable,
-        serve_version(env, prod_registry, v2, tmp_path / "prod-v2") as canary,
-        Router(env, stable, canary, rows) as router,
-    ):
-        rolled = env.shipyard(
-            "--env",
-            "prod",
-            "release",
-            "rollout",
-            "--stable-metrics",
-            f"{stable.url}/metrics",
-            "--canary-metrics",
-            f"{canary.url}/metrics",
-        )
+    rolled, router = canary_rollout(env, prod_registry, v1, v2, tmp_path)
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     for percent in (10, 50, 100):
         assert f"canary {v2}: {percent}% of the traffic" in rolled.stdout
@@ -368,8 +376,7 @@ def test_a_canary_that_errs_is_rolled_back(release_env: Env, tmp_path: Path) -> 
     env, checkout, stack = release_env, release_env.checkout, release_env.stack
     before = model_of(env.isvc("prod")) if env.isvc("prod") else None
     if before is None:  # run on its own: deploy the trained version first
-        evidence = checkout.root / "evidence" / "bad" / "seed.json"
-        _evidence(checkout, stack.version, evidence)
+        evidence = write_evidence(checkout, stack.version, name="seed")
         assert (
             env.shipyard(
                 "--env", "prod", "release", "propose", "--model", stack.version, "--evidence", str(evidence)
@@ -381,8 +388,7 @@ def test_a_canary_that_errs_is_rolled_back(release_env: Env, tmp_path: Path) -> 
         before = model_of(env.isvc("prod"))
     stable_version = env_of(before)["SHIPYARD_MODEL_VERSION"]
     bad = another_version(checkout.registry("staging"), stack.version, "broken deployment")
-    evidence = checkout.root / "evidence" / "bad" / f"{bad}.json"
-    _evidence(checkout, bad, evidence)
+    evidence = write_evidence(checkout, bad)
     assert (
         env.shipyard(
             "--env", "prod", "release", "propose", "--model", bad, "--evidence", str(evidence)
@@ -398,23 +404,9 @@ def test_a_canary_that_errs_is_rolled_back(release_env: Env, tmp_path: Path) -> 
         "connection_string": "127.0.0.1:9,socket_connect_timeout=0.2,socket_timeout=0.2",
     }
     broken.write_text(yaml.safe_dump(config))
-    rows = request_rows(stack)
-    prod_registry = checkout.registry("prod")
-    with (
-        serve_version(env, prod_registry, stable_version, tmp_path / "stable") as stable,
-        serve_version(env, prod_registry, bad, tmp_path / "bad", feature_store_yaml=broken.name) as canary,
-        Router(env, stable, canary, rows),
-    ):
-        rolled = env.shipyard(
-            "--env",
-            "prod",
-            "release",
-            "rollout",
-            "--stable-metrics",
-            f"{stable.url}/metrics",
-            "--canary-metrics",
-            f"{canary.url}/metrics",
-        )
+    rolled, _ = canary_rollout(
+        env, checkout.registry("prod"), stable_version, bad, tmp_path, feature_store_yaml=broken.name
+    )
     assert rolled.returncode == 1, rolled.stdout + rolled.stderr
     assert "rolled back" in rolled.stderr and "canary error ratio" in rolled.stderr
     assert "Traceback" not in rolled.stderr
@@ -452,19 +444,3 @@ def test_apply_fails_cleanly_when_pods_never_become_ready(release_env: Env) -> N
     finally:
         predictor.write_text(original)
     assert env.shipyard("--env", "staging", "release", "apply", "--timeout", "180").returncode == 0
-
-
-def _evidence(checkout: Checkout, version: str, path: Path) -> None:
-    entry = checkout.registry("staging").get(version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(
-            {
-                "name": "staging-validation",
-                "environment": "staging",
-                "model": {"version": version, "contentHash": entry.content_hash},
-                "passed": True,
-                "checks": [],
-            }
-        )
-    )

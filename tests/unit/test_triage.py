@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shipyard.deploy import differences, live_model
 from shipyard.records import PipelineRun, read_runs, write_run
 from shipyard.release import (
     CodeRef,
@@ -19,7 +20,6 @@ from shipyard.release import (
     Release,
     ReleaseSpec,
 )
-from shipyard.triage import differences, live_model
 
 H1, H2 = "1" * 64, "2" * 64
 IMAGE = "ghcr.io/shipyard-mlops/shipyard@sha256:" + "3" * 64
