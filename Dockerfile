@@ -10,7 +10,7 @@
 # What the image holds: the pinned runtime dependencies (no dev tools, no mypy: see
 # hack/image/runtime_requirements.py) and the shipyard wheel in the venv /opt/venv (site-packages is
 # the only place the code is imported from; /opt/shipyard has no Python packages), plus the feature
-# repo's definitions and the environments' settings under /opt/shipyard. It runs as uid 10001.
+# repo's definitions, the environments' settings and the compiled training pipeline under /opt/shipyard. It runs as uid 10001.
 ARG BASE=docker.io/library/debian:bookworm-slim
 # Build tools, and setuptools at run time too (grpcio-tools requires it; `pip freeze`, hence the lock,
 # never lists it): one pin for both.
@@ -93,6 +93,9 @@ COPY --from=app /app-root/ /
 WORKDIR /opt/shipyard
 COPY feature_repo ./feature_repo
 COPY environments ./environments
+# The compiled training pipeline, which continuous training submits to Kubeflow Pipelines
+# (settings kfp.training_package, relative to SHIPYARD_HOME).
+COPY pipelines/training.yaml ./pipelines/training.yaml
 # Settings come from environments/<env>.yaml here, or from a mounted file named by SHIPYARD_SETTINGS.
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     SHIPYARD_HOME=/opt/shipyard \

@@ -11,28 +11,31 @@ which is what this runner reads; their terminal output goes to `<pipeline_root>/
 With `retrain`, a `retrain` decision launches the training pipeline (`pipelines/training.py`, the
 same local runner) on the newer window with `promote` off: its candidate passes the same gates and
 is registered as a candidate, never champion, never deployed (see `shipyard.retraining`). The
-outcome, with the release command to run next, goes into the summary and the report.
+outcome, with the release command to run next, goes into the summary and the report. An environment
+with a Kubeflow Pipelines API (`kfp.host`) trains there instead: the committed training package is
+submitted as a run with the same parameters (`shipyard.pipeline_runs.submit_training`), nothing trains
+on this machine, and the outcome names the run to follow.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
-from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from pipelines.local_run import champion_arguments, run_locally
-from shipyard.errors import RegistryError
-from shipyard.monitor_steps import resolve_window
-from shipyard.monitoring import MonitoringSummary, read_request_log
-from shipyard.registry import ModelRegistry, VersionEntry
+from shipyard.monitor_steps import resolve_window, served_version
+from shipyard.monitoring import MonitoringSummary
+from shipyard.registry import ModelRegistry
 from shipyard.retraining import Retraining
 from shipyard.settings import Settings, pipeline_arguments
 
-__all__ = ["MonitorRun", "continuous_training", "run_monitoring", "served_version"]
+__all__ = ["MonitorRun", "continuous_training", "package_root", "run_monitoring"]
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -41,32 +44,6 @@ class MonitorRun:
     report: Path
     summary_file: Path
     rows: Path  # the window's served rows as collected (parquet, in the pipeline root)
-
-
-def served_version(
-    settings: Settings, log_uri: str, start: datetime, end: datetime, version: str | None = None
-) -> VersionEntry:
-    """The version to monitor: the one asked for, else the registered version that served most rows
-    in the window (the log names it by label or hash prefix), else the champion."""
-    reg = ModelRegistry(settings.model_registry)
-    if version:
-        return reg.get(version)
-    entries = reg.versions()
-    served: Counter[str] = Counter()
-    for record in read_request_log(log_uri, start, end).records:
-        if 200 <= int(record.get("status") or 0) < 300:
-            served[str(record.get("model_version"))] += len(record.get("rows") or [])
-    for name, _rows in served.most_common():
-        for entry in entries:
-            if name in (entry.version, entry.content_hash[:12]):
-                return entry
-    champion = reg.champion()
-    if champion is None:
-        raise RegistryError(
-            f"nothing to monitor: no version in {settings.model_registry} served rows in the window, and "
-            "there is no champion (run `make run`, or pass --model-version)"
-        )
-    return champion
 
 
 def run_monitoring(
@@ -91,7 +68,7 @@ def run_monitoring(
         window_start, window_end, labels_as_of, settings.monitoring.window_hours
     )
     log_uri = request_log_uri(settings)
-    entry = served_version(settings, log_uri, start, end, model_version)
+    entry = served_version(settings.model_registry, log_uri, start, end, model_version)
     reg = ModelRegistry(settings.model_registry)
     # Verified up front: a corrupt version fails here with the registry's message, not mid-pipeline.
     reg.fetch(entry.version, Path(settings.state_dir) / "cache" / "models")
@@ -107,6 +84,9 @@ def run_monitoring(
         window_start=start.isoformat(),
         window_end=end.isoformat(),
         labels_as_of=as_of.isoformat(),
+        # Continuous training, if asked for, follows the decision here (`continuous_training`): the
+        # pipeline's own retrain step stays off, so a run submits at most once.
+        retrain=False,
     )
     task = run_locally(
         make_monitoring_pipeline(settings),
@@ -178,6 +158,12 @@ def continuous_training(
     from shipyard.records import RegisterRecord, read_record
     from shipyard.retraining import backtest, outcome, training_window
 
+    if settings.kfp.host:
+        # On the environment's Kubeflow Pipelines: one run submitted, nothing trained here.
+        from shipyard.pipeline_runs import submit_retraining
+
+        cache = Path(settings.state_dir) / "cache" / "models"
+        return submit_retraining(settings, summary, package_root(), cache, say)
     if summary.decision != "retrain":
         return Retraining(triggered=False, message=f"decision {summary.decision}: nothing to retrain")
     spec = settings.spec
@@ -230,3 +216,10 @@ def continuous_training(
         backtested,
         notes,
     )
+
+
+def package_root() -> Path:
+    """What `kfp.training_package` is relative to: $SHIPYARD_HOME (the image's /opt/shipyard), else the
+    checkout this code runs from."""
+    home = os.environ.get("SHIPYARD_HOME")
+    return Path(home) if home else CHECKOUT

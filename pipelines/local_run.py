@@ -93,29 +93,10 @@ class _Tee(io.TextIOBase):
 
 
 def champion_arguments(settings: Settings, say: TextIO = sys.stdout) -> dict[str, str]:
-    """The champion as a pipeline input: its content-addressed URI and its version number.
+    """The champion as a pipeline input, checked up front (`shipyard.registry.champion_inputs`)."""
+    from shipyard.registry import champion_inputs
 
-    Its integrity is checked here, up front: a corrupt champion must not fail the run after the
-    whole training step, nor be compared against. The run then evaluates without a champion and
-    registers at most a candidate, and says how to recover.
-    """
-    from shipyard.errors import RegistryError
-    from shipyard.registry import ModelRegistry
-
-    reg = ModelRegistry(settings.model_registry)
-    champion = reg.champion()
-    if champion is None:
-        return {"champion_uri": "", "champion_version": ""}
-    try:
-        reg.fetch(champion.version, settings.state_dir / "cache" / "models")
-    except RegistryError as exc:
-        say.write(
-            f"champion {champion.version} failed its integrity check ({exc}); evaluating without a "
-            f"champion, so a passing model stays a candidate. Set it aside with `shipyard models "
-            f"quarantine {champion.version} --reason ...`, then `shipyard models promote <version>`.\n"
-        )
-        return {"champion_uri": "", "champion_version": ""}
-    return {"champion_uri": reg.uri(champion.version), "champion_version": champion.version}
+    return champion_inputs(settings.model_registry, settings.state_dir / "cache" / "models", say)
 
 
 def run_locally(

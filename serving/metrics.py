@@ -173,6 +173,14 @@ REQUEST_LOG = Counter(
 )
 
 
+REQUEST_LOG_UPLOADS = Counter(
+    "shipyard_request_log_uploads_total",
+    "Closed request log files copied to object storage (uploaded), or left in the spool for the next "
+    "round because the copy failed (failed).",
+    ["outcome"],
+)
+
+
 _ENVELOPE_FIELDS = frozenset({"instances", "inputs", "outputs", "body", "content-type", "name"})
 _known_fields: frozenset[str] = _ENVELOPE_FIELDS
 

@@ -23,6 +23,14 @@ Privacy and size, all applied by the writer thread (never on the request path):
 `JsonLinesSink` deletes whole files older than `retention_days` (by last write) and, with
 `retention_bytes`, the oldest files until the directory is under the budget; the file being
 written rolls over at a quarter of the budget so that old data can go as whole files.
+
+On a cluster the log must outlive the pod: `ShippingSink` makes the directory a spool. The file
+being written rolls over every `rollover_seconds`; a `LogShipper` thread copies each closed file to
+object storage (`--request_log_upload`, read there by the monitoring pipeline) under a key no other
+pod, worker or restart can take (host, pid, part and a digest of the bytes), then deletes it. An
+upload is retried until it succeeds; meanwhile retention keeps the spool within its budget, so an
+object-store outage costs the oldest records, never the disk or the predictions. Files a killed
+process left in the spool are shipped by the next one.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import math
 import os
 import queue
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -41,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from serving.metrics import REQUEST_LOG
+from serving.metrics import REQUEST_LOG, REQUEST_LOG_UPLOADS
 
 log = logging.getLogger("shipyard.serving")
 
@@ -65,44 +74,75 @@ class JsonLinesSink:
         directory: Path,
         retention_days: float | None = None,
         retention_bytes: int | None = None,
+        rollover_seconds: float | None = None,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.retention_days = retention_days
         self.retention_bytes = retention_bytes
         self.max_file_bytes = max(retention_bytes // 4, 4096) if retention_bytes else None
+        self.rollover_seconds = rollover_seconds
         self._day = ""
         self._part = 0
         self._path: Path | None = None
         self._fh: Any = None
+        self._opened = 0.0
         self._next_retention = 0.0
+        # The writer thread writes; a shipper thread asks which file is open and closes an old one.
+        self._lock = threading.Lock()
 
     def path_for(self, day: str, part: int = 0) -> Path:
         suffix = f"-{part}" if part else ""
         return self.directory / f"requests-{day}-{os.getpid()}{suffix}.jsonl"
 
+    def _due(self) -> bool:
+        return (
+            self._fh is not None
+            and self.rollover_seconds is not None
+            and time.monotonic() - self._opened >= self.rollover_seconds
+        )
+
     def write(self, records: Sequence[Record]) -> None:
-        day = datetime.now(UTC).strftime("%Y%m%d")
-        limit = self.max_file_bytes
-        full = limit is not None and self._fh is not None and self._fh.tell() >= limit
-        if day != self._day or self._fh is None or full:
-            self.close()
-            self._part = self._part + 1 if (day == self._day and full) else 0
-            self._day = day
-            self._path = self.path_for(day, self._part)
-            while self._part and self._path.exists():  # another file of this name: never append to it
-                self._part += 1
-                self._path = self.path_for(day, self._part)
-            self._fh = self._path.open("a", encoding="utf-8")
-            self._next_retention = 0.0  # a new file: check what can go
-        self._fh.write("".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        with self._lock:
+            self._write(records)
         # A size budget is checked after every batch (a directory listing: cheap next to the fsync),
         # an age limit at most once a minute.
         if self.retention_bytes is not None or time.monotonic() >= self._next_retention:
             self.apply_retention()
             self._next_retention = time.monotonic() + self.RETENTION_CHECK_SECONDS
+
+    def _write(self, records: Sequence[Record]) -> None:
+        day = datetime.now(UTC).strftime("%Y%m%d")
+        limit = self.max_file_bytes
+        full = limit is not None and self._fh is not None and self._fh.tell() >= limit
+        if day != self._day or self._fh is None or full or self._due():
+            self._close()
+            self._part = self._part + 1 if day == self._day else 0
+            self._day = day
+            self._path = self.path_for(day, self._part)
+            # Never append to an existing file: a restarted process can have the same pid (pid 1 in
+            # a container), and a file that may have been shipped already must stay as it was.
+            while self._path.exists():
+                self._part += 1
+                self._path = self.path_for(day, self._part)
+            self._fh = self._path.open("x", encoding="utf-8")
+            self._opened = time.monotonic()
+            self._next_retention = 0.0  # a new file: check what can go
+        self._fh.write("".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def roll_if_due(self) -> None:
+        """Close the file being written once it is `rollover_seconds` old, even when no request
+        comes to roll it over, so that a quiet server's last records get shipped too."""
+        with self._lock:
+            if self._due():
+                self._close()
+
+    def current_path(self) -> Path | None:
+        """The file open for writing, if any: the one file a shipper must leave alone."""
+        with self._lock:
+            return self._path if self._fh is not None else None
 
     def apply_retention(self) -> list[Path]:
         """Delete whole log files past the age or size budget, oldest first; never the current one."""
@@ -141,6 +181,10 @@ class JsonLinesSink:
         return deleted
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
@@ -178,6 +222,124 @@ def _current_files_of_live_writers(paths: Iterable[Path]) -> set[Path]:
             pass  # alive, someone else's
         current.add(path)
     return current
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _host() -> str:
+    """This pod's name (the hostname), as far as it is safe in an object key."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname()).strip(".-") or "host"
+
+
+def shipped_key(path: Path, digest: str, host: str) -> str | None:
+    """The object key of a closed log file: `requests-<day>-<host>-<pid>[-part]-<digest>.jsonl`.
+
+    The day stays first (monitoring picks files by it); the host tells pods apart, the pid and part
+    a pod's workers and files, and 16 hex digits of the content's sha256 a restarted container that
+    reused pid and part: no two different files get one key, and shipping a file twice is harmless.
+    None: not a log file's name.
+    """
+    match = _FILE_NAME.match(path.name)
+    if match is None:
+        return None
+    part = f"-{match['part']}" if match["part"] else ""
+    return f"requests-{match['day']}-{host}-{match['pid']}{part}-{digest[:16]}.jsonl"
+
+
+class LogShipper:
+    """Copies closed request-log files from the spool directory to object storage, then deletes them.
+
+    One per server process; with several workers in one directory two shippers may copy the same
+    closed file, which writes the same bytes to the same key (see `shipped_key`). A file is deleted
+    only after its upload returned. Failures are logged once per outage and counted
+    (`shipyard_request_log_uploads_total{outcome="failed"}`); the file waits for the next round.
+    """
+
+    def __init__(self, sink: JsonLinesSink, uri: str, interval_seconds: float, store: Any = None) -> None:
+        from shipyard.storage import store_for
+
+        self.sink = sink
+        self.uri = uri
+        self.store = store if store is not None else store_for(uri)
+        self.interval = interval_seconds
+        self.host = _host()
+        self._failing = False
+        self._stop = threading.Event()
+        self._round = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="request-log-shipper", daemon=True)
+        self._thread.start()
+
+    def ship(self) -> int:
+        """One round: close the current file if it is due, copy every closed file; files shipped."""
+        with self._round:
+            self.sink.roll_if_due()
+            paths = sorted(self.sink.directory.glob("requests-*.jsonl"))
+            busy = _current_files_of_live_writers(paths)
+            current = self.sink.current_path()
+            shipped = 0
+            for path in paths:
+                if path == current or path in busy:
+                    continue
+                try:
+                    if path.stat().st_size == 0:  # opened and never written (a kill at the wrong moment)
+                        path.unlink(missing_ok=True)
+                        continue
+                    key = shipped_key(path, _digest(path), self.host)
+                    if key is None:
+                        continue
+                    self.store.put_file(key, path)
+                except FileNotFoundError:
+                    continue  # a sibling worker shipped it, or retention deleted it
+                except Exception as exc:  # object storage down or refusing: retry next round
+                    REQUEST_LOG_UPLOADS.labels("failed").inc()
+                    if not self._failing:
+                        log.warning("request log: could not ship %s to %s: %s", path.name, self.uri, exc)
+                    self._failing = True
+                    return shipped
+                path.unlink(missing_ok=True)
+                REQUEST_LOG_UPLOADS.labels("uploaded").inc()
+                shipped += 1
+            if self._failing:
+                log.info("request log: shipping to %s works again", self.uri)
+            self._failing = False
+            return shipped
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.ship()
+            except Exception:  # a bug here must not stop the next rounds
+                log.exception("request log: shipping round failed")
+
+    def close(self) -> None:
+        """Stop the rounds and ship what is closed now (the sink is closed first: everything)."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.ship()
+        except Exception:
+            log.exception("request log: last shipping round failed; files stay in %s", self.sink.directory)
+
+
+class ShippingSink:
+    """A `JsonLinesSink` whose closed files a `LogShipper` moves to object storage."""
+
+    def __init__(self, sink: JsonLinesSink, shipper: LogShipper) -> None:
+        self.sink = sink
+        self.shipper = shipper
+
+    def write(self, records: Sequence[Record]) -> None:
+        self.sink.write(records)
+
+    def close(self) -> None:
+        self.sink.close()
+        self.shipper.close()
 
 
 TEXT_STORAGE = ("raw", "sha256")

@@ -49,7 +49,14 @@ from serving.errors import (
 from serving.features import FeastOnlineFeatures, FeatureSource, RequestOnlyFeatures
 from serving.lifecycle import DrainingServer, Lifecycle, StartupInterrupted
 from serving.model import ShipyardModel
-from serving.requestlog import TEXT_STORAGE, JsonLinesSink, RequestLog
+from serving.requestlog import (
+    TEXT_STORAGE,
+    JsonLinesSink,
+    LogShipper,
+    RequestLog,
+    RequestLogSink,
+    ShippingSink,
+)
 from serving.workers import Supervisor, worker_socket
 
 log = logging.getLogger("shipyard.serving")
@@ -88,6 +95,8 @@ class ServeConfig:
     request_log_text: str = "raw"
     request_log_retention_days: float | None = None
     request_log_retention_bytes: int | None = None
+    request_log_upload: str | None = None  # s3:// or file://: the directory is a spool (see requestlog)
+    request_log_rollover_seconds: float = 300.0
     max_body_bytes: int = MAX_BODY_BYTES
     access_log: bool = False
     grace_period: float = GRACE_PERIOD
@@ -272,6 +281,22 @@ def feature_source_factory(config: ServeConfig) -> Any:
     return make
 
 
+def request_log_sink(config: ServeConfig, directory: Path) -> RequestLogSink:
+    """JSON lines in `directory`; with an upload URI, a spool shipped to object storage."""
+    spool = config.request_log_upload is not None
+    sink = JsonLinesSink(
+        directory,
+        retention_days=config.request_log_retention_days,
+        retention_bytes=config.request_log_retention_bytes,
+        rollover_seconds=config.request_log_rollover_seconds if spool else None,
+    )
+    if config.request_log_upload is None:
+        return sink
+    # Rounds a few times per rollover period: a closed file waits a fraction of it.
+    interval = min(30.0, max(0.2, config.request_log_rollover_seconds / 4))
+    return ShippingSink(sink, LogShipper(sink, config.request_log_upload, interval))
+
+
 def build(config: ServeConfig, lifecycle: Lifecycle | None = None) -> tuple[Any, ShipyardModel]:
     """A configured, not yet started model server and its (loaded or not-ready) model."""
     from kserve.model_server import app
@@ -279,11 +304,7 @@ def build(config: ServeConfig, lifecycle: Lifecycle | None = None) -> tuple[Any,
     lifecycle = lifecycle or Lifecycle(config.grace_period)
     request_log = (
         RequestLog(
-            JsonLinesSink(
-                config.request_log_dir,
-                retention_days=config.request_log_retention_days,
-                retention_bytes=config.request_log_retention_bytes,
-            ),
+            request_log_sink(config, config.request_log_dir),
             batch_size=config.request_log_batch,
             flush_seconds=config.request_log_flush_seconds,
             max_record_bytes=config.request_log_max_record_bytes,
@@ -445,6 +466,17 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--request_log_retention_days", type=float, default=None, help="Delete older files.")
     p.add_argument("--request_log_retention_bytes", type=int, default=None, help="Directory size budget.")
+    p.add_argument(
+        "--request_log_upload",
+        default=None,
+        help="s3:// or file:// URI: ship closed log files there (the directory becomes a spool).",
+    )
+    p.add_argument(
+        "--request_log_rollover_seconds",
+        type=float,
+        default=300.0,
+        help="With --request_log_upload: close and ship the file being written at least this often.",
+    )
     p.add_argument("--max_body_bytes", type=int, default=MAX_BODY_BYTES)
     p.add_argument("--access_log", action="store_true")
     p.add_argument(
@@ -476,6 +508,16 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
             p.error(f"--{flag}: must be a positive number of seconds")
     if a.batch_max_rows < 1:
         p.error(f"--batch_max_rows: must be at least 1; got {a.batch_max_rows}")
+    if a.request_log_upload is not None:
+        if not re.match(r"^(s3|file)://.+", a.request_log_upload):
+            p.error(f"--request_log_upload: an s3:// or file:// URI; got {a.request_log_upload!r}")
+        if a.request_log_dir is None:
+            p.error("--request_log_upload needs --request_log_dir (the spool the files are shipped from)")
+    if not 0 < a.request_log_rollover_seconds <= 86_400:
+        p.error(
+            "--request_log_rollover_seconds: between 0 (exclusive) and 86400 seconds; "
+            f"got {a.request_log_rollover_seconds:g}"
+        )
     if not 0 <= a.batch_max_wait_ms <= 1000:
         p.error(f"--batch_max_wait_ms: must be between 0 and 1000 milliseconds; got {a.batch_max_wait_ms:g}")
     return ServeConfig(
@@ -500,6 +542,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         request_log_text=a.request_log_text,
         request_log_retention_days=a.request_log_retention_days,
         request_log_retention_bytes=a.request_log_retention_bytes,
+        request_log_upload=a.request_log_upload,
+        request_log_rollover_seconds=a.request_log_rollover_seconds,
         max_body_bytes=a.max_body_bytes,
         access_log=a.access_log,
         grace_period=a.grace_period,
@@ -533,6 +577,7 @@ def server_args(config: ServeConfig) -> list[str]:
         "--request_log_flush_seconds", str(config.request_log_flush_seconds),
         "--request_log_max_record_bytes", str(config.request_log_max_record_bytes),
         "--request_log_text", config.request_log_text,
+        "--request_log_rollover_seconds", str(config.request_log_rollover_seconds),
         "--max_body_bytes", str(config.max_body_bytes),
         "--grace_period", str(config.grace_period),
         "--header_timeout", str(config.header_timeout),
@@ -548,6 +593,8 @@ def server_args(config: ServeConfig) -> list[str]:
         args += ["--request_log_retention_days", str(config.request_log_retention_days)]
     if config.request_log_retention_bytes is not None:
         args += ["--request_log_retention_bytes", str(config.request_log_retention_bytes)]
+    if config.request_log_upload is not None:
+        args += ["--request_log_upload", config.request_log_upload]
     if config.access_log:
         args.append("--access_log")
     if config.enable_model_repository:
@@ -597,5 +644,7 @@ def config_from_settings(settings: Any, version: str | None = None, **overrides:
         request_log_text=request_log.text,
         request_log_retention_days=request_log.retention_days,
         request_log_retention_bytes=request_log.retention_bytes,
+        request_log_upload=request_log.upload,
+        request_log_rollover_seconds=request_log.rollover_seconds,
     )
     return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -46,3 +46,7 @@ class DeployError(ShipyardError):
 
 class RolloutError(DeployError):
     """A canary breached its error or latency limits (and was rolled back), or could not be judged."""
+
+
+class PipelineRunError(ShipyardError):
+    """The environment's Kubeflow Pipelines API is not configured, unreachable, or refused a request."""

@@ -380,16 +380,23 @@ def _retraining(r: Retraining) -> str:
     if not r.triggered:
         return f"<h2>Continuous training</h2><p>{_e(r.message)}.</p>"
     colour = {"candidate": COLOURS["healthy"], "rejected": COLOURS["retrain"]}.get(r.status or "", "#57606a")
+    what = _e(r.version) if r.run_id is None else f"Kubeflow Pipelines run {_e(r.run_id)}"
     parts = [
         "<h2>Continuous training</h2>",
-        f'<p><span class="sev" style="color:{colour}">{_e(r.version)}: {_e(r.status)}</span> — '
-        f"{_e(r.message)}.</p>",
+        f'<p><span class="sev" style="color:{colour}">{what}: {_e(r.status)}</span> — {_e(r.message)}.</p>',
     ]
+    if r.run_url:
+        parts.append(
+            f"<p class='muted'>the run (experiment {_e(r.experiment)}): "
+            f'<a href="{_e(r.run_url)}">{_e(r.run_url)}</a></p>'
+        )
     if r.window is not None:
         start = _time(r.window.start) if r.window.start else "the first"
+        verb = "trains" if r.status == "submitted" else "trained"
+        reason = f"; {_e(r.reason)}" if r.reason else ""
         parts.append(
-            f"<p class='muted'>trained on the events from {_e(start)} to {_e(_time(r.window.end))} whose "
-            f"label had arrived by {_e(_time(r.window.labels_as_of))}; {_e(r.reason)}</p>"
+            f"<p class='muted'>{verb} on the events from {_e(start)} to {_e(_time(r.window.end))} whose "
+            f"label had arrived by {_e(_time(r.window.labels_as_of))}{reason}</p>"
         )
     rows: list[list[str]] = []
     if r.holdout is not None:

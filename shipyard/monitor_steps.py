@@ -2,8 +2,10 @@
 
 `collect_step` reads a window of the request log and joins the labels that have arrived; it is I/O and
 never cached. `monitor_step` assesses the window against the served version's own files and writes
-the HTML report and the machine-readable summary; it is a pure function of its inputs. Each KFP
-component in `components/collect` and `components/monitor` is a thin wrapper over one of them.
+the HTML report and the machine-readable summary; it is a pure function of its inputs. `retrain_step`
+runs only on a `retrain` decision in an environment with a Kubeflow Pipelines API: it submits the
+training pipeline there (`shipyard.pipeline_runs.submit_retraining`). Each KFP component in
+`components/collect`, `components/monitor` and `components/retrain` is a thin wrapper over one of them.
 """
 
 from __future__ import annotations
@@ -16,15 +18,26 @@ from typing import TYPE_CHECKING, Any
 from shipyard.errors import SourceDataError
 from shipyard.project import load_project
 from shipyard.records import emit
-from shipyard.settings import MonitoringSettings
+from shipyard.registry import ModelRegistry
+from shipyard.settings import MonitoringSettings, Settings
 from shipyard.steps import open_version_dir, step
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from shipyard.monitoring import MonitoringSummary, WindowSummary
+    from shipyard.registry import VersionEntry
+    from shipyard.retraining import Retraining
 
-__all__ = ["collect_step", "metrics_of", "monitor_step", "resolve_window", "write_frame"]
+__all__ = [
+    "collect_step",
+    "metrics_of",
+    "monitor_step",
+    "resolve_window",
+    "retrain_step",
+    "served_version",
+    "write_frame",
+]
 
 DECISION_CODES = {"healthy": 0, "warn": 1, "retrain": 2}
 
@@ -59,6 +72,39 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> None:
     out.to_parquet(path, index=False)
 
 
+def served_version(
+    model_registry: str, log_uri: str, start: datetime, end: datetime, version: str | None = None
+) -> VersionEntry:
+    """The version to monitor: the one asked for, else the registered version that served most rows
+    in the window (the log names it by label or hash prefix), else the champion. A scheduled run
+    names no version: the one serving changes with every promotion, and the log says which it is."""
+    from collections import Counter
+
+    from shipyard.errors import RegistryError
+    from shipyard.monitoring import read_request_log
+    from shipyard.registry import ModelRegistry
+
+    reg = ModelRegistry(model_registry)
+    if version:
+        return reg.get(version)
+    entries = reg.versions()
+    served: Counter[str] = Counter()
+    for record in read_request_log(log_uri, start, end).records:
+        if 200 <= int(record.get("status") or 0) < 300:
+            served[str(record.get("model_version"))] += len(record.get("rows") or [])
+    for name, _rows in served.most_common():
+        for entry in entries:
+            if name in (entry.version, entry.content_hash[:12]):
+                return entry
+    champion = reg.champion()
+    if champion is None:
+        raise RegistryError(
+            f"nothing to monitor: no version in {model_registry} served rows in the window, and "
+            "there is no champion (run `make run`, or pass --model-version)"
+        )
+    return champion
+
+
 @step("collect")
 def collect_step(
     project: str,
@@ -72,14 +118,23 @@ def collect_step(
     monitoring: MonitoringSettings,
     rows_out: str,
     window_out: str,
-) -> WindowSummary:
-    """The window's served rows of the version (by its label or hash prefix) with arrived labels."""
+    model_registry: str = "",
+) -> tuple[WindowSummary, str, str]:
+    """The window's served rows of the version (by its label or hash prefix) with arrived labels;
+    with the version's content-addressed URI and label. An empty `model_uri` (a scheduled run) is
+    resolved on `model_registry` by `served_version`."""
     import pandas as pd
 
     from shipyard.monitoring import collect_window
 
     spec = load_project(project)
     start, end, as_of = resolve_window(window_start, window_end, labels_as_of, monitoring.window_hours)
+    if not model_uri:
+        if not model_registry:
+            raise SourceDataError("collect: model_uri is empty and no model_registry to resolve it on")
+        entry = served_version(model_registry, request_log, start, end, model_version or None)
+        model_uri, model_version = ModelRegistry(model_registry).uri(entry.version), entry.version
+        emit("collect", f"monitoring {model_version}: the version that served the window (else the champion)")
     content_hash = model_uri.rstrip("/").rsplit("/", 1)[-1]
     versions = {v for v in (model_version, content_hash[:12]) if v}
     request_fields = {f.name for f in spec.request}
@@ -114,7 +169,7 @@ def collect_step(
         f"log file(s); {window.rows} rows served by {model_version or content_hash[:12]}, "
         f"{window.labelled} with labels, {window.rejected_requests} rejected",
     )
-    return window
+    return window, model_uri, model_version
 
 
 @step("monitor")
@@ -154,6 +209,30 @@ def monitor_step(
         decision=summary.decision,
     )
     return summary
+
+
+@step("retrain")
+def retrain_step(summary_path: str, settings: Settings, retraining_path: str) -> Retraining:
+    """Submit the training pipeline to the environment's Kubeflow Pipelines for the monitoring summary
+    at `summary_path`; write what was submitted (a `Retraining`) to `retraining_path`.
+
+    The package is `settings.kfp.training_package` under $SHIPYARD_HOME (the image's /opt/shipyard,
+    which carries the committed package), else the working directory. The champion's integrity check
+    fetches it into a scratch directory: the image's own directories are not writable.
+    """
+    import os
+    import sys
+
+    from shipyard.monitoring import MonitoringSummary
+    from shipyard.pipeline_runs import submit_retraining
+
+    summary = MonitoringSummary.model_validate_json(Path(summary_path).read_text())
+    root = Path(os.environ.get("SHIPYARD_HOME") or Path.cwd())
+    with tempfile.TemporaryDirectory(prefix="shipyard-champion-") as cache:
+        retraining = submit_retraining(settings, summary, root, Path(cache), sys.stdout)
+    Path(retraining_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(retraining_path).write_text(retraining.model_dump_json(indent=2))
+    return retraining
 
 
 def metrics_of(summary: MonitoringSummary) -> dict[str, float]:

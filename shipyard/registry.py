@@ -47,7 +47,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -714,3 +714,26 @@ def _decide(
             f"champion is now {snapshot.champion or '(none)'}"
         )
     return "champion", None
+
+
+def champion_inputs(registry: str, cache: Path, say: TextIO) -> dict[str, str]:
+    """The champion as training-pipeline inputs: its content-addressed URI and its version number.
+
+    Its integrity is checked here, up front: a corrupt champion must not fail the run after the
+    whole training step, nor be compared against. The run then evaluates without a champion and
+    registers at most a candidate, and `say` tells how to recover.
+    """
+    reg = ModelRegistry(registry)
+    champion = reg.champion()
+    if champion is None:
+        return {"champion_uri": "", "champion_version": ""}
+    try:
+        reg.fetch(champion.version, cache)
+    except RegistryError as exc:
+        say.write(
+            f"champion {champion.version} failed its integrity check ({exc}); evaluating without a "
+            f"champion, so a passing model stays a candidate. Set it aside with `shipyard models "
+            f"quarantine {champion.version} --reason ...`, then `shipyard models promote <version>`.\n"
+        )
+        return {"champion_uri": "", "champion_version": ""}
+    return {"champion_uri": reg.uri(champion.version), "champion_version": champion.version}

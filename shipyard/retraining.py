@@ -40,6 +40,7 @@ __all__ = [
     "backtest",
     "outcome",
     "release_command",
+    "submitted",
     "training_window",
 ]
 
@@ -89,7 +90,8 @@ class Retraining(_Model):
     message: str
     window: TrainingWindow | None = None
     version: str | None = None
-    status: str | None = None  # candidate | rejected | (an unchanged version's own status)
+    # candidate | rejected | (an unchanged version's own status) | submitted (a run on the cluster's KFP)
+    status: str | None = None
     created: bool = False
     reason: str = ""
     failed_gates: list[str] = []
@@ -98,6 +100,10 @@ class Retraining(_Model):
     backtest: Backtest | None = None
     notes: list[str] = []
     next_command: str | None = None
+    # Submitted to the environment's Kubeflow Pipelines (`kfp.host`): the run that trains, gates, registers.
+    run_id: str | None = None
+    run_url: str | None = None
+    experiment: str | None = None
 
 
 def release_command(environment: str, version: str) -> str:
@@ -253,4 +259,34 @@ def outcome(
         backtest=backtested,
         notes=notes,
         next_command=next_command,
+    )
+
+
+def submitted(
+    environment: str, window: TrainingWindow, run_id: str, run_url: str, experiment: str
+) -> Retraining:
+    """A retrain decision on an environment with a Kubeflow Pipelines API: the training run was
+    submitted there, and nothing is known yet about its candidate. The run itself gates it and
+    registers it as a candidate (`promote` off); what to run next follows it (`shipyard triage` reads
+    the environment's last runs), and once it has registered, the release flow takes it further."""
+    return Retraining(
+        triggered=True,
+        status="submitted",
+        message=(
+            f"training run {run_id} submitted to Kubeflow Pipelines (experiment {experiment}); it trains on "
+            "the newer window, passes its model through the same gates (the current champion among them) "
+            "and registers it, as a candidate when it passes, never promoted or deployed: when it has "
+            "succeeded, "
+            f"`shipyard --env {environment} models list` shows the version and `shipyard --env {environment} "
+            "release propose --model <version> --image <repo@sha256:...>` proposes it"
+        ),
+        window=window,
+        run_id=run_id,
+        run_url=run_url,
+        experiment=experiment,
+        notes=[
+            "the holdout comparison is in the run's evaluate step and in the registered version's card; "
+            "the backtest on this window's served rows is not run for a cluster run"
+        ],
+        next_command=f"shipyard --env {environment} triage",
     )

@@ -67,6 +67,21 @@ class RequestLogSettings(_Strict):
         description="Keep the log directory under about this size by deleting whole files, oldest first; "
         "the file being written rolls over at a quarter of it. None: no size limit.",
     )
+    upload: str | None = Field(
+        None,
+        pattern=r"^(s3|file)://.+",
+        description="Object storage for the log (s3:// or file:// URI, e.g. "
+        "s3://shipyard-request-logs/staging): every closed log file is copied there under a name no other "
+        "pod or restart can take, then deleted from the directory, which becomes a spool. Monitoring reads "
+        "it there. None: the log stays local.",
+    )
+    rollover_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="With `upload`: the file being written is closed and shipped at least this often, so "
+        "monitoring lags the requests by about this much.",
+    )
 
 
 class ServingSettings(_Strict):
@@ -130,8 +145,8 @@ class MonitoringSettings(_Strict):
 
     request_log: str | None = Field(
         None,
-        description="Where the request log is (a directory, file:// or s3:// URI); None: the server's own, "
-        "<state_dir>/<serving.request_log.directory>.",
+        description="Where the request log is (a directory, file:// or s3:// URI); None: where the server "
+        "ships it (serving.request_log.upload), else its own <state_dir>/<serving.request_log.directory>.",
     )
     report_dir: str = Field("monitoring", description="Local runs copy reports here, relative to state_dir.")
     window_hours: float = Field(24.0, gt=0, description="Default window: this many hours up to now.")
@@ -227,6 +242,30 @@ class StagingValidation(_Strict):
     )
 
 
+class KfpSettings(_Strict):
+    """Where this environment's pipelines run on a cluster: a Kubeflow Pipelines API.
+
+    None of it is a credential: in a pod, kfp's client reads the projected service-account token
+    Kubeflow's multi-user mode mounts (KF_PIPELINES_SA_TOKEN_PATH).
+    """
+
+    host: str | None = Field(
+        None,
+        pattern=r"^https?://.+",
+        description="The KFP API, e.g. http://ml-pipeline.kubeflow.svc:8888. None: pipelines run locally "
+        "(kfp.local), and continuous training trains in-process.",
+    )
+    namespace: str | None = Field(
+        None, description="The Kubeflow profile namespace runs go to; None: KFP's default (single-user)."
+    )
+    experiment: str | None = Field(None, description="Runs are grouped here; None: shipyard-<environment>.")
+    training_package: str = Field(
+        "pipelines/training.yaml",
+        description="The compiled training pipeline continuous training submits (the file the release "
+        "record hashes), relative to the checkout or image root.",
+    )
+
+
 class ReleaseSettings(_Strict):
     """How this environment is released: where its candidates come from and what it demands."""
 
@@ -272,6 +311,7 @@ class Settings(_Strict):
         default_factory=dict, description="Environment variable -> Secret key, for deployed pods."
     )
     release: ReleaseSettings = ReleaseSettings()
+    kfp: KfpSettings = KfpSettings()
 
     def resolve(self, root: Path) -> Settings:
         """Anchor relative local paths at `root` (the project checkout) so cwd does not matter."""
@@ -320,6 +360,23 @@ def pipeline_arguments(settings: Settings, **overrides: Any) -> dict[str, Any]:
     }
     args.update(overrides)
     return args
+
+
+def request_log_location(settings: Settings) -> str | None:
+    """Where the served model's request log is, for everything that reads it (monitoring, triage):
+    `monitoring.request_log`, else where the server ships it (`serving.request_log.upload`), else the
+    server's own directory under the state dir. None: no request log is kept."""
+    configured = settings.monitoring.request_log
+    if configured:
+        if "://" in configured or Path(configured).is_absolute():
+            return configured
+        return str(Path(settings.state_dir) / configured)
+    if settings.serving.request_log.upload:
+        return settings.serving.request_log.upload
+    directory = settings.serving.request_log.directory
+    if directory is None:
+        return None
+    return str(Path(settings.state_dir) / directory)
 
 
 def settings_schema() -> dict[str, Any]:

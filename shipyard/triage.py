@@ -1,7 +1,10 @@
 """`shipyard triage`: when something breaks, four questions answered with evidence.
 
-1. **pipeline bug?** the last training and monitoring runs (the run ledger `runs/` beside the pipeline root,
-   `shipyard.records.PipelineRun`: status, failed step, its error line); the record's pipeline hash
+1. **pipeline bug?** the last training and monitoring runs: on an environment with a Kubeflow Pipelines
+   API (`kfp.host`) its experiment's runs (`shipyard.pipeline_runs.recent_runs`: state, the task that
+   failed and its pods; an API that cannot be read is `unknown`, with the reason), else the run ledger
+   `runs/` beside the pipeline root (`shipyard.records.PipelineRun`: status, failed step, its error
+   line); the record's pipeline hash
    against `pipelines/training.yaml` at the record's commit (a mismatch is a problem) and at HEAD (a
    difference is a note: the pipeline changed since, and the next promotion records it).
 2. **wrong model deployed?** on a cluster (settings with a `namespace`): what serves (the
@@ -46,17 +49,26 @@ from shipyard.deploy import (
 from shipyard.errors import (
     DeployError,
     ModelNotFoundError,
+    PipelineRunError,
     RegistryError,
     ReleaseError,
     SettingsError,
     ShipyardError,
 )
 from shipyard.monitoring import MonitoringSummary, parse_time, read_request_log
+from shipyard.pipeline_runs import (
+    MONITORING_PIPELINE,
+    TRAINING_PIPELINE,
+    FailedTask,
+    RunSummary,
+    experiment_name,
+    recent_runs,
+)
 from shipyard.promotion import PIPELINE_FILE, head_commit, pipeline_ref
 from shipyard.records import PipelineRun, ledger_dir, read_runs
 from shipyard.registry import ModelRegistry, VersionEntry
 from shipyard.release import Release, load_record, record_path
-from shipyard.settings import Settings
+from shipyard.settings import Settings, request_log_location
 
 __all__ = [
     "Answer",
@@ -157,19 +169,6 @@ def monitoring_summaries(settings: Settings) -> tuple[Path, list[SummaryFile], l
     return directory, found, problems
 
 
-def _request_log_uri(settings: Settings) -> str | None:
-    """Where the served model's request log is (as the monitoring pipeline reads it); None: none kept."""
-    configured = settings.monitoring.request_log
-    if configured:
-        if "://" in configured or Path(configured).is_absolute():
-            return configured
-        return str(Path(settings.state_dir) / configured)
-    directory = settings.serving.request_log.directory
-    if directory is None:
-        return None
-    return directory if "://" in directory else str(Path(settings.state_dir) / directory)
-
-
 # -- 1. pipeline bug? ------------------------------------------------------------------------------------
 def _run_finding(check: str, item: tuple[Path, PipelineRun] | None, ledger: Path, now: datetime) -> Finding:
     if item is None:
@@ -202,15 +201,76 @@ def _run_finding(check: str, item: tuple[Path, PipelineRun] | None, ledger: Path
     )
 
 
+KFP_RUNS = 20  # the experiment's newest runs searched for the last training and monitoring run
+
+
+def _failed_task(task: FailedTask) -> str:
+    if task.error:
+        return f"task {task.name}: {task.error}"
+    # KFP's API leaves a task's error empty; the reason is in the log of the pod that ran it.
+    logs = f": see the log of pod {', '.join(task.pods)}" if task.pods else ""
+    return f"task {task.name} (the API gives no error message{logs})"
+
+
+FINISHED = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+
+
+def _kfp_run_finding(check: str, run: RunSummary, now: datetime) -> Finding:
+    what = f"{run.pipeline or 'pipeline'} run {run.name!r}"
+    evidence = f"{run.url} (run {run.run_id})"
+    if run.state == "SUCCEEDED":
+        ended = f", ended {_age(run.finished_at, now)}" if run.finished_at else ""
+        return Finding(check=check, verdict="ok", message=f"{what} succeeded{ended}", evidence=evidence)
+    if run.state == "FAILED":
+        tasks = "; ".join(_failed_task(t) for t in run.failed_tasks)
+        at = f" at {tasks}" if tasks else " before any task reported"
+        ended = f", {_age(run.finished_at, now)}" if run.finished_at else ""
+        error = f"; run error: {run.error}" if run.error else ""
+        return Finding(
+            check=check, verdict="problem", message=f"{what} FAILED{at}{ended}{error}", evidence=evidence
+        )
+    started = f", created {_age(run.created_at, now)}" if run.created_at else ""
+    return Finding(check=check, verdict="note", message=f"{what} is {run.state}{started}", evidence=evidence)
+
+
+def _kfp_findings(check: str, runs: Sequence[RunSummary], where: str, now: datetime) -> list[Finding]:
+    """The newest run of one pipeline, and while it has not finished, the last one that has."""
+    if not runs:
+        return [Finding(check=check, verdict="note", message=f"no {check} in {where}", evidence=where)]
+    findings = [_kfp_run_finding(check, runs[0], now)]
+    if runs[0].state not in FINISHED:
+        finished = next((r for r in runs if r.state in FINISHED), None)
+        if finished is not None:
+            findings.append(_kfp_run_finding(f"last finished {check}", finished, now))
+    return findings
+
+
+def kfp_run_findings(settings: Settings, now: datetime) -> list[Finding]:
+    """The last training and monitoring runs in the environment's Kubeflow Pipelines experiment."""
+    where = f"experiment {experiment_name(settings)} at {settings.kfp.host}"
+    try:
+        runs = recent_runs(settings, limit=KFP_RUNS)
+    except PipelineRunError as exc:
+        return [
+            Finding(check="last runs", verdict="unknown", message=str(exc), evidence=str(settings.kfp.host))
+        ]
+    return [
+        *_kfp_findings("training run", [r for r in runs if r.is_pipeline(TRAINING_PIPELINE)], where, now),
+        *_kfp_findings("monitoring run", [r for r in runs if r.is_pipeline(MONITORING_PIPELINE)], where, now),
+    ]
+
+
 def pipeline_findings(settings: Settings, root: Path, record: Release | None, now: datetime) -> list[Finding]:
     findings: list[Finding] = []
-    if "://" in settings.pipeline_root:
+    if settings.kfp.host:
+        findings += kfp_run_findings(settings, now)
+    elif "://" in settings.pipeline_root:
         findings.append(
             Finding(
                 check="last runs",
                 verdict="unknown",
                 message=f"the pipeline root is {settings.pipeline_root}: this environment's runs are in its "
-                "Kubeflow Pipelines, not in a local run ledger",
+                "Kubeflow Pipelines, not in a local run ledger, and settings kfp.host does not say where",
                 evidence=settings.pipeline_root,
             )
         )
@@ -492,7 +552,7 @@ def local_model_findings(
         findings += _registry_findings(
             settings, champion.version, champion.content_hash, cache, "the champion"
         )
-    log_uri = _request_log_uri(settings)
+    log_uri = request_log_location(settings)
     if log_uri is None:
         findings.append(
             Finding(

@@ -19,17 +19,19 @@ def collect(
     window_end: str,
     labels_as_of: str,
     monitoring: dict,
+    model_registry: str,
     rows: Output[Dataset],
     window: Output[Artifact],
-) -> NamedTuple("CollectOutputs", rows=int, labelled=int):  # type: ignore[valid-type]
-    """Read the request log's window: the version's served rows, joined with the labels that arrived."""
+) -> NamedTuple("CollectOutputs", rows=int, labelled=int, model_uri=str, model_version=str):  # type: ignore[valid-type]
+    """Read the request log's window: the version's served rows, joined with the labels that arrived.
+    An empty `model_uri` (a scheduled run) monitors the version that served the window."""
     from collections import namedtuple
 
     from shipyard.monitor_steps import collect_step
     from shipyard.params import parse
     from shipyard.settings import MonitoringSettings
 
-    out = collect_step(
+    out, model_uri, model_version = collect_step(
         project,
         request_log,
         source_dir,
@@ -41,7 +43,9 @@ def collect(
         parse(MonitoringSettings, monitoring, "monitoring"),
         rows.path,
         window.path,
+        model_registry,
     )
     rows.metadata.update({"rows": out.rows, "labelled": out.labelled, "start": out.start, "end": out.end})
     window.metadata.update({"requests": out.requests, "rejected": out.rejected_requests})
-    return namedtuple("CollectOutputs", ["rows", "labelled"])(out.rows, out.labelled)  # type: ignore[arg-type, call-arg]
+    CollectOutputs = namedtuple("CollectOutputs", ["rows", "labelled", "model_uri", "model_version"])
+    return CollectOutputs(out.rows, out.labelled, model_uri, model_version)

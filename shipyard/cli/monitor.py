@@ -92,12 +92,15 @@ def echo_retraining(r: Retraining, command_prefix: str = "") -> None:
     """The continuous-training outcome, ending with the one command that takes it further
     (`command_prefix`: what points it at another state, e.g. SHIPYARD_SETTINGS=...)."""
     click.echo("")
-    colour = {"candidate": "green", "rejected": "red"}.get(r.status or "", "white")
+    colour = {"candidate": "green", "rejected": "red", "submitted": "cyan"}.get(r.status or "", "white")
     click.secho(f"continuous training: {r.message}", fg=colour if r.triggered else None, bold=r.triggered)
+    if r.run_id is not None:
+        click.echo(f"  Kubeflow Pipelines run {r.run_id} (experiment {r.experiment}): {r.run_url}")
     if r.window is not None:
         start = _seconds(r.window.start) if r.window.start else "the first"
+        verb = "trains" if r.status == "submitted" else "trained"
         click.echo(
-            f"  trained on the events from {start} to {_seconds(r.window.end)} "
+            f"  {verb} on the events from {start} to {_seconds(r.window.end)} "
             f"(labels as of {_seconds(r.window.labels_as_of)})"
         )
     if r.holdout is not None:

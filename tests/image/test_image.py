@@ -44,6 +44,8 @@ def test_the_source_tree_cannot_shadow_the_installed_package(engine: Engine) -> 
     assert not packages, packages
     assert "/opt/shipyard/feature_repo/feature_views.py" in got
     assert "/opt/shipyard/environments/dev.yaml" in got
+    # Continuous training submits the compiled training pipeline from here (kfp.training_package).
+    assert "/opt/shipyard/pipelines/training.yaml" in got
     # The generated data and local stores stay out (.dockerignore).
     assert not [p for p in got if "/data/" in p or p.endswith(".db")], got
     # And the same holds from another directory: imports do not depend on where the process starts.
@@ -117,3 +119,29 @@ def test_the_packaged_debian_list_is_the_one_in_the_repo(engine: Engine) -> None
         "import json; print(json.dumps(open('/usr/local/share/shipyard/debian-packages.txt').read()))"
     )
     assert got == (Path(ROOT) / "hack" / "image" / "debian-packages.txt").read_text()
+
+
+def test_the_retrain_step_can_reach_kfp_from_a_pipeline_step(engine: Engine) -> None:
+    """The retrain component runs as KFP runs every step (_KFP_RUNTIME=true: kfp's compile-time modules
+    are not imported); from there it builds kfp's client and submits the package each environment
+    names, which the image carries under SHIPYARD_HOME."""
+    got = engine.python(
+        """
+import json, os
+from pathlib import Path
+import shipyard.pipeline_runs  # noqa
+from kfp.dsl import component_factory  # as shipyard.pipeline_runs.client does, before the client
+from kfp.client import Client
+from shipyard.settings import load_settings
+home = Path(os.environ["SHIPYARD_HOME"])
+print(json.dumps({
+    "client": Client.__module__,
+    "packages": {
+        e: (home / load_settings(e).kfp.training_package).is_file() for e in ("dev", "staging", "prod")
+    },
+}))
+""",
+        env={"_KFP_RUNTIME": "true"},
+    )
+    assert got["client"] == "kfp.client.client"
+    assert got["packages"] == {"dev": True, "staging": True, "prod": True}

@@ -9,6 +9,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from serving.server import ServeConfig, config_from_settings, parse_args, server_args
 from shipyard.settings import RequestLogSettings, ServingSettings, Settings
 from tests.integration.serving_stack import Stack, known_entities, serve_config, start_server
@@ -29,7 +31,12 @@ def test_every_serving_setting_reaches_the_server_config(stack: Stack, tmp_path:
             enable_model_repository=True,
             enable_docs=True,
             request_log=RequestLogSettings(
-                max_record_bytes=8192, text="sha256", retention_days=30, retention_bytes=2_000_000
+                max_record_bytes=8192,
+                text="sha256",
+                retention_days=30,
+                retention_bytes=2_000_000,
+                upload="s3://logs/test",
+                rollover_seconds=60,
             ),
         ),
     )
@@ -44,6 +51,7 @@ def test_every_serving_setting_reaches_the_server_config(stack: Stack, tmp_path:
         config.request_log_retention_days,
         config.request_log_retention_bytes,
     ) == (8192, "sha256", 30, 2_000_000)
+    assert (config.request_log_upload, config.request_log_rollover_seconds) == ("s3://logs/test", 60)
     # ... and every one of them survives the trip through the command line of `python -m serving`.
     assert parse_args(server_args(config)) == config
     # The defaults: loopback, everything optional off, raw text kept, nothing deleted.
@@ -65,6 +73,8 @@ def test_server_flags_and_config_agree_for_every_new_option(stack: Stack, tmp_pa
         request_log_text="sha256",
         request_log_retention_days=0.5,
         request_log_retention_bytes=3_000_000,
+        request_log_upload="file:///var/spool/shipped",
+        request_log_rollover_seconds=12.5,
         enable_model_repository=True,
         enable_docs=True,
     )
@@ -117,3 +127,20 @@ def test_retention_deletes_old_files_when_the_server_starts_writing(stack: Stack
         server.stop()
     assert not old.exists()
     assert list(log_dir.glob("requests-*.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--request_log_upload", "/var/log/x"], "--request_log_upload: an s3:// or file:// URI"),
+        (["--request_log_upload", "s3://logs/x", "--request_log_rollover_seconds", "0"], "rollover_seconds"),
+    ],
+)
+def test_bad_shipping_flags_are_refused_by_name(
+    stack: Stack, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    args = server_args(serve_config(stack, tmp_path)) + flags
+    with pytest.raises(SystemExit) as exited:
+        parse_args(args)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err

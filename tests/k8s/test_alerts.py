@@ -416,6 +416,19 @@ def scenarios() -> list[Scenario]:
             (counter("shipyard_request_log_records_total", 10, outcome="written"),),
             silent_at=("25m", "2h"),
         ),
+        Scenario(
+            "ShipyardRequestLogNotShipped",
+            "object storage refuses every upload",
+            (counter("shipyard_request_log_uploads_total", 0.05, outcome="failed"),),
+            fires_at=("50m",),
+            silent_at=("20m",),
+        ),
+        Scenario(
+            "ShipyardRequestLogNotShipped",
+            "every closed file is shipped",
+            (counter("shipyard_request_log_uploads_total", 0.05, outcome="uploaded"),),
+            silent_at=("50m", "2h"),
+        ),
     ]
 
 
@@ -436,6 +449,7 @@ def healthy_server() -> tuple[Series, ...]:
         gauge("shipyard_model_ready", f"1x{MINUTES}", model=MODEL),
         gauge("up", f"1x{MINUTES}", service="shipyard-prod-predictor"),
         counter("shipyard_request_log_records_total", 10, outcome="written"),
+        counter("shipyard_request_log_uploads_total", 0.01, outcome="uploaded"),
     )
 
 
@@ -609,6 +623,7 @@ MUTATIONS: dict[str, tuple[str, Mutation]] = {
     "readiness not per pod": _expr("ShipyardModelNotReady", "min by (pod, model)", "min by (model)"),
     "down when any predictor is down": _expr("ShipyardPredictorDown", "sum(up", "min(up"),
     "request log alerts on written records": _expr("ShipyardRequestLogDropping", ', outcome="dropped"', ""),
+    "shipping alerts on uploaded files": _expr("ShipyardRequestLogNotShipped", ', outcome="failed"', ""),
     "entities threshold off by ten": _expr("ShipyardEntitiesNotFound", "> 0.2", "> 0.02"),
     "entities-not-found over requests that include probes": _expr(
         "ShipyardEntitiesNotFound", "shipyard_predictions_total", "shipyard_requests_total"

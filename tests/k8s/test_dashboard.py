@@ -113,7 +113,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
     require_promtool()
     root = tmp_path_factory.mktemp("metrics-server")
     stack = build_stack(root / "stack")
-    server = start_server(stack, root / "server")
+    # Shipping to a file:// store (the same ObjectStore code as s3://) exports the upload counter.
+    shipped = f"file://{root / 'shipped'}"
+    server = start_server(
+        stack, root / "server", request_log_upload=shipped, request_log_rollover_seconds=0.3
+    )
     try:
         known = known_entities(stack, 2)
         ok = server.v1(
@@ -137,7 +141,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
             while True:  # the request log counts its records when it flushes them (every 0.2 s here)
                 response = c.get("/metrics")
                 assert response.status_code == 200
-                if "shipyard_request_log_records_total{" in response.text or time.monotonic() > deadline:
+                counted = ("shipyard_request_log_records_total{", "shipyard_request_log_uploads_total{")
+                if all(name in response.text for name in counted) or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
         yield exported_series(response.text)
@@ -293,6 +298,7 @@ def test_the_server_exports_what_the_monitoring_reads(exported: Exported) -> Non
     assert "shipyard_model_info" in names and "shipyard_model_age_seconds" in names
     assert names["shipyard_feature_store_errors_total"] == {"store"}
     assert names["shipyard_request_log_records_total"] == {"outcome"}
+    assert names["shipyard_request_log_uploads_total"] == {"outcome"}
 
 
 def test_dashboard_queries_name_only_exported_metrics(exported: Exported) -> None:

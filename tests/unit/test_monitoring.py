@@ -460,10 +460,28 @@ def test_the_monitoring_pipeline_compiles_for_a_cluster_environment(tmp_path: Pa
     dev = environment_settings("dev")
     path = compile_monitoring_pipeline(tmp_path / "monitoring.yaml", dev)
     spec, platform = yaml.safe_load_all(path.read_text())
-    assert set(spec["root"]["dag"]["tasks"]) == {"collect", "monitor"}
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == {"collect", "monitor", "condition-1"}
+    # Continuous training inside the pipeline: `retrain` runs only with the parameter on and a
+    # retrain decision from the monitor step (two nested KFP conditions).
+    assert tasks["condition-1"]["triggerPolicy"]["condition"].endswith("['pipelinechannel--retrain'] == true")
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]["condition-2"]
+    assert inner["triggerPolicy"]["condition"].endswith("['pipelinechannel--monitor-Output'] == 'retrain'")
+    assert set(spec["components"]["comp-condition-2"]["dag"]["tasks"]) == {"retrain"}
     defaults = {k: v.get("defaultValue") for k, v in spec["root"]["inputDefinitions"]["parameters"].items()}
-    assert defaults["request_log"] == monitoring_arguments(dev)["request_log"] == "/tmp/shipyard/request_log"
+    # The log is read where the predictors ship it, and the version is the one that served the
+    # window: a scheduled run names neither the pod nor the version.
+    assert (
+        defaults["request_log"] == monitoring_arguments(dev)["request_log"] == dev.serving.request_log.upload
+    )
+    assert defaults["model_uri"] == "" and defaults["model_registry"] == dev.model_registry
     assert defaults["monitoring"]["psi_retrain"] == dev.monitoring.psi_retrain
-    assert "model_uri" not in defaults or defaults["model_uri"] is None  # the release names the version
+    # dev has a KFP API: the pipeline submits training itself, with the environment's settings.
+    assert dev.kfp.host and defaults["retrain"] is True
+    assert Settings.model_validate(defaults["environment_settings"]) == dev
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert len(executors) == 2 and all("secretAsEnv" in e for e in executors.values())
+    assert set(executors) == {"exec-collect", "exec-monitor", "exec-retrain"}
+    assert all("secretAsEnv" in e for e in executors.values())
+    # Without a KFP API the step stays off by default (a local run does CT after the decision).
+    local = dev.model_copy(update={"kfp": dev.kfp.model_copy(update={"host": None})})
+    assert monitoring_arguments(local)["retrain"] is False

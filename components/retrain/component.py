@@ -1,0 +1,26 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Output
+
+from components.images import COMPONENT_IMAGE
+
+__all__ = ["retrain"]
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def retrain(
+    summary: Input[Artifact],
+    environment_settings: dict,
+    retraining: Output[Artifact],
+) -> str:
+    """Continuous training on a cluster: the monitoring pipeline runs this step only on a `retrain`
+    decision; it submits the committed training pipeline to the environment's Kubeflow Pipelines on
+    the newer window (registered as a candidate, never promoted) and returns the run's id."""
+    from shipyard.monitor_steps import retrain_step
+    from shipyard.params import parse
+    from shipyard.settings import Settings
+
+    out = retrain_step(
+        summary.path, parse(Settings, environment_settings, "environment_settings"), retraining.path
+    )
+    retraining.metadata.update({"run_id": out.run_id or "", "run_url": out.run_url or ""})
+    return out.run_id or ""
