@@ -27,6 +27,7 @@ What kfp.Client (2.17) does that matters here:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -55,11 +56,14 @@ __all__ = [
     "TRAINING_PIPELINE",
     "FailedTask",
     "RunSummary",
+    "ScheduledRun",
     "SubmittedRun",
     "client",
     "experiment_name",
     "recent_runs",
     "run_url",
+    "schedule_monitoring",
+    "schedule_name",
     "submit_retraining",
     "submit_training",
 ]
@@ -85,6 +89,18 @@ class SubmittedRun(_Model):
     url: str
     package: str  # the compiled pipeline it carries
     parameters: dict[str, Any]
+
+
+class ScheduledRun(_Model):
+    """The environment's monitoring schedule as the API accepted it."""
+
+    recurring_run_id: str
+    name: str
+    experiment: str
+    cron: str
+    url: str
+    package_sha256: str  # of the compiled package it runs (the file is compiled for the occasion)
+    replaced: list[str]  # the recurring runs of the same name it replaced (deleted after it was created)
 
 
 class FailedTask(_Model):
@@ -373,3 +389,72 @@ def recent_runs(settings: Settings, limit: int = 10) -> list[RunSummary]:
         for run in listed.runs or []
     ]
     return sorted(summaries, key=lambda r: r.created_at, reverse=True)
+
+
+def schedule_name(settings: Settings) -> str:
+    """The one monitoring schedule of an environment is found again by this name."""
+    return f"{MONITORING_PIPELINE}-{settings.environment}"
+
+
+def schedule_monitoring(settings: Settings, package: Path, replace: bool = False) -> ScheduledRun:
+    """Schedule the compiled monitoring `package` as the environment's recurring run
+    (`kfp.monitoring_schedule`), in its experiment, one at a time and without catch-up: a window
+    missed while paused is not worth a burst of runs, the next one covers the present.
+
+    An environment has one monitoring schedule, found by its name. When it exists, `replace` swaps
+    it for this package; otherwise it is refused in one line. The new one is created before the old
+    are deleted: if anything fails between, there are two schedules for a moment rather than none.
+    """
+    host = _host(settings)
+    name = schedule_name(settings)
+    cron = settings.kfp.monitoring_schedule
+    kfp = client(settings)
+    experiment_label = experiment_name(settings)
+    with _calling(host, f"find or create the experiment {experiment_label}"):
+        experiment = kfp.create_experiment(name=experiment_label, namespace=settings.kfp.namespace)
+    name_filter = json.dumps(
+        {"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": name}]}
+    )
+    with _calling(host, f"list the recurring runs of experiment {experiment_label}"):
+        listed = kfp.list_recurring_runs(
+            experiment_id=experiment.experiment_id, page_size=100, filter=name_filter
+        )
+    existing = [r for r in listed.recurring_runs or [] if r.display_name == name]
+    if existing and not replace:
+        ids = ", ".join(str(r.recurring_run_id) for r in existing)
+        raise PipelineRunError(
+            f"{name} is already scheduled in experiment {experiment_label} (recurring run {ids}); "
+            "`shipyard monitor schedule --replace` replaces it with this package"
+        )
+    with _calling(host, f"create the recurring run {name}"):
+        created = kfp.create_recurring_run(
+            experiment_id=experiment.experiment_id,
+            job_name=name,
+            description=f"Shipyard monitoring of {settings.environment}: drift, data quality, fresh-label "
+            "accuracy and age of the served version; a retrain decision submits training.",
+            cron_expression=cron,
+            max_concurrency=1,
+            no_catchup=True,
+            params={},
+            pipeline_package_path=str(package),
+            pipeline_root=settings.pipeline_root if "://" in settings.pipeline_root else None,
+        )
+    replaced: list[str] = []
+    for old in existing:
+        with _calling(
+            host,
+            f"delete the replaced recurring run {old.recurring_run_id} (the new one is "
+            f"{created.recurring_run_id})",
+        ):
+            kfp.delete_recurring_run(str(old.recurring_run_id))
+        replaced.append(str(old.recurring_run_id))
+    ui = os.environ.get("KF_PIPELINES_UI_ENDPOINT") or host
+    return ScheduledRun(
+        recurring_run_id=str(created.recurring_run_id),
+        name=name,
+        experiment=experiment_label,
+        cron=cron,
+        url=f"{ui.rstrip('/')}/#/recurringrun/details/{created.recurring_run_id}",
+        package_sha256=hashlib.sha256(package.read_bytes()).hexdigest(),
+        replaced=replaced,
+    )

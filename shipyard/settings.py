@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from shipyard.errors import SettingsError
 from shipyard.params import Gates, TrainParams
@@ -264,6 +264,33 @@ class KfpSettings(_Strict):
         description="The compiled training pipeline continuous training submits (the file the release "
         "record hashes), relative to the checkout or image root.",
     )
+    monitoring_schedule: str = Field(
+        "0 0 6 * * *",
+        description="When the monitoring pipeline's recurring run fires (`shipyard monitor schedule`): KFP's "
+        "cron, six fields with seconds first (second minute hour day-of-month month day-of-week), or "
+        "@hourly, @daily, @every 6h...",
+    )
+
+    @field_validator("monitoring_schedule")
+    @classmethod
+    def _kfp_cron(cls, value: str) -> str:
+        """KFP parses schedules with robfig/cron's seconds-first parser: a five-field crontab line is
+        accepted there but read with seconds first ("0 6 * * *" fires at minute 6 of every hour), so
+        it is refused here rather than silently running 24 times a day."""
+        fields = value.split()
+        if value.startswith("@"):
+            descriptors = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+            if value in descriptors or (len(fields) == 2 and fields[0] == "@every"):
+                return value
+            raise ValueError(
+                f"unknown schedule descriptor {value!r}: one of {sorted(descriptors)} or @every <d>"
+            )
+        if len(fields) != 6:
+            raise ValueError(
+                f"{value!r} has {len(fields)} fields; KFP's cron has six, seconds first (daily at 06:00 UTC "
+                "is '0 0 6 * * *')"
+            )
+        return value
 
 
 class ReleaseSettings(_Strict):

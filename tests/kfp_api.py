@@ -28,6 +28,8 @@ server's clock is `now` (settable, so tests order runs without sleeping). Like t
 `error` of a run and of its tasks is empty on a failure (toApiRun / toApiPipelineTaskDetail set it only
 when the server cannot convert its own records): what failed shows as a task whose state is FAILED.
 
+Recurring runs: create, list (by experiment and name), delete.
+
 Test-only, not HTTP: `finish()` moves a run to a final state with its task details (it stands in for
 Argo running the workflow and the persistence agent reporting its nodes back), and `upload()`
 registers a pipeline and a version (it stands in for the upload API, which Shipyard's code does not
@@ -81,6 +83,28 @@ RUN_FIELDS = {
     "state_history",
     "plugins_input",
     "plugins_output",
+}
+# The fields of the v2beta1 RecurringRun message (backend/api/v2beta1/recurring_run.proto).
+RECURRING_RUN_FIELDS = {
+    "recurring_run_id",
+    "display_name",
+    "description",
+    "pipeline_version_id",
+    "pipeline_spec",
+    "pipeline_version_reference",
+    "runtime_config",
+    "service_account",
+    "max_concurrency",
+    "trigger",
+    "mode",
+    "created_at",
+    "updated_at",
+    "status",
+    "error",
+    "no_catchup",
+    "namespace",
+    "experiment_id",
+    "plugins_input",
 }
 EXPERIMENT_FIELDS = {
     "experiment_id",
@@ -226,6 +250,7 @@ class KfpApi:
         self.now = int(time.time())  # the server's clock, in seconds (tests may set it)
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
+        self.recurring_runs: dict[str, dict[str, Any]] = {}
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, dict[str, Any]] = {}  # version id -> {pipeline_id, spec}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
@@ -250,6 +275,9 @@ class KfpApi:
 
             def do_POST(self) -> None:
                 self._answer("POST")
+
+            def do_DELETE(self) -> None:
+                self._answer("DELETE")
 
             def _answer(self, method: str) -> None:
                 url = urlsplit(self.path)
@@ -351,6 +379,19 @@ class KfpApi:
                 if method == "GET":
                     return 200, self._list_runs(query)
                 return 200, self._create_run(body, query)
+            if path == f"{PREFIX}/recurringruns":
+                if method == "GET":
+                    return 200, self._list_recurring_runs(query)
+                return 200, self._create_recurring_run(body)
+            match = re.fullmatch(rf"{PREFIX}/recurringruns/([^/:]+)", path)
+            if match and method == "DELETE":
+                if self.recurring_runs.pop(match[1], None) is None:
+                    raise ApiError(
+                        NOT_FOUND,
+                        f"Failed to delete a recurring run: Failed to delete a job {match[1]}: "
+                        f"ResourceNotFoundError: Job {match[1]} not found",
+                    )
+                return 200, {}
             match = re.fullmatch(rf"{PREFIX}/runs/([^/:]+)", path)
             if match and method == "GET":
                 run = self.runs.get(match[1])
@@ -498,6 +539,92 @@ class KfpApi:
         self.runs[run["run_id"]] = run
         self.experiments[experiment_id]["last_run_created_at"] = created
         return self._public(run)
+
+    def _create_recurring_run(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """What CreateRecurringRun checks (job_server.go, toModelJob in api_converter.go): the name, the
+        experiment, max_concurrency in [1, 10], a cron robfig/cron parses (5 or 6 fields, seconds
+        first), the pipeline spec and its parameters as for a run."""
+        unknown = set(body) - RECURRING_RUN_FIELDS
+        if unknown:
+            raise ApiError(INVALID_ARGUMENT, f'proto: unknown field "{sorted(unknown)[0]}"')
+        name = str(body.get("display_name") or "")
+        if not name:
+            raise ApiError(
+                INVALID_ARGUMENT, invalid_input("Recurring run name is empty. Please specify a valid name")
+            )
+        experiment_id = str(body.get("experiment_id") or "") or self._default_experiment()
+        if experiment_id not in self.experiments:
+            raise ApiError(
+                NOT_FOUND,
+                "Failed to create a recurring run due to invalid experimentId and namespace combination: "
+                f"ResourceNotFoundError: Experiment {experiment_id} not found",
+            )
+        concurrency = int(body.get("max_concurrency") or 0)
+        if not 1 <= concurrency <= 10:
+            raise ApiError(
+                INVALID_ARGUMENT,
+                "Failed to create a recurring run due to conversion error: "
+                + invalid_input(
+                    "Max concurrency of a recurring run must be at least 1 and at most 10. "
+                    f"Received {concurrency}"
+                ),
+            )
+        trigger = body.get("trigger") or {}
+        cron = (trigger.get("cron_schedule") or {}).get("cron")
+        if cron is not None:
+            fields = str(cron).split()
+            if not str(cron).startswith("@") and not 5 <= len(fields) <= 6:
+                raise ApiError(
+                    INVALID_ARGUMENT,
+                    "Failed to create a recurring run due to conversion error: "
+                    + invalid_input(
+                        "Schedule cron is not a supported format(https://godoc.org/github.com/robfig/cron). "
+                        f"Error: Expected 5 to 6 fields, found {len(fields)}: {cron}"
+                    ),
+                )
+        spec = body.get("pipeline_spec")
+        if not spec:
+            raise ApiError(
+                INVALID_ARGUMENT, "the KFP stand-in implements recurring runs of a pipeline spec only"
+            )
+        runtime = dict(body.get("runtime_config") or {})
+        validate_inputs(spec, runtime.get("parameters") or {})
+        created = _timestamp(self.now)
+        recurring: dict[str, Any] = {
+            "recurring_run_id": str(uuid.uuid4()),
+            "display_name": name,
+            "pipeline_spec": spec,
+            "max_concurrency": str(concurrency),  # int64: a string in proto JSON
+            "trigger": trigger,
+            "mode": body.get("mode") or "MODE_UNSPECIFIED",
+            "created_at": created,
+            "updated_at": created,
+            "status": "ENABLED" if body.get("mode") == "ENABLE" else "DISABLED",
+            "experiment_id": experiment_id,
+        }
+        for key in ("description", "service_account", "no_catchup", "namespace"):
+            if body.get(key):
+                recurring[key] = body[key]
+        if runtime.get("parameters") or runtime.get("pipeline_root"):
+            recurring["runtime_config"] = {k: v for k, v in runtime.items() if v}
+        self.recurring_runs[recurring["recurring_run_id"]] = recurring
+        return self._public(recurring)
+
+    def _list_recurring_runs(self, query: Mapping[str, str]) -> dict[str, Any]:
+        found = [
+            r
+            for r in self.recurring_runs.values()
+            if r["experiment_id"] == query.get("experiment_id", r["experiment_id"])
+        ]
+        name = self._name_filter(query.get("filter"))
+        if name is not None:
+            found = [r for r in found if r["display_name"] == name]
+        found.sort(key=lambda r: r["recurring_run_id"])
+        size = int(query.get("page_size") or 0) or DEFAULT_PAGE_SIZE
+        if len(found) > size:
+            raise ApiError(UNIMPLEMENTED, "the KFP stand-in does not page recurring runs")
+        # The response's repeated field is `recurringRuns` in the proto itself (not a JSON renaming).
+        return {"recurringRuns": [self._public(r) for r in found], "total_size": len(found)} if found else {}
 
     def _default_experiment(self) -> str:
         for e in self.experiments.values():

@@ -149,3 +149,34 @@ def compile_monitor(ctx: click.Context, out: Path | None) -> None:
     settings = settings_of(ctx)
     target = out or Path(f"shipyard-monitoring-{settings.environment}.yaml")
     click.echo(f"compiled {compile_monitoring_pipeline(target, settings)} for {settings.environment}")
+
+
+@monitor.command("schedule")
+@click.option("--replace", is_flag=True, help="Replace the environment's monitoring schedule if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was scheduled as JSON.")
+@click.pass_context
+def schedule_monitor(ctx: click.Context, replace: bool, as_json: bool) -> None:
+    """Schedule the monitoring pipeline on the environment's Kubeflow Pipelines (`--env E`, `kfp.host`):
+    a recurring run of the package `compile` writes, at `kfp.monitoring_schedule`. On a retrain
+    decision its retrain step submits the training pipeline."""
+    import tempfile
+
+    from pipelines.monitoring import compile_monitoring_pipeline
+    from shipyard.pipeline_runs import schedule_monitoring
+
+    settings = settings_of(ctx)
+    with tempfile.TemporaryDirectory(prefix="shipyard-schedule-") as scratch:
+        package = compile_monitoring_pipeline(
+            Path(scratch) / f"shipyard-monitoring-{settings.environment}.yaml", settings
+        )
+        scheduled = schedule_monitoring(settings, package, replace=replace)
+    if as_json:
+        click.echo(scheduled.model_dump_json(indent=2))
+        return
+    click.echo(
+        f"scheduled {scheduled.name} ({scheduled.cron}) in experiment {scheduled.experiment}: "
+        f"recurring run {scheduled.recurring_run_id}"
+    )
+    if scheduled.replaced:
+        click.echo(f"  replaced: {', '.join(scheduled.replaced)}")
+    click.echo(f"  {scheduled.url}")

@@ -10,6 +10,7 @@ replay's real champion, request log and summaries; only the pipeline runs come f
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from pipelines.local_monitor import CHECKOUT
 from pipelines.local_run import run_locally
@@ -33,6 +35,7 @@ from shipyard.monitoring import MonitoringSummary
 from shipyard.pipeline_runs import (
     MONITORING_PIPELINE,
     TRAINING_PIPELINE,
+    ScheduledRun,
     client,
     recent_runs,
     submit_training,
@@ -150,17 +153,7 @@ def test_the_stand_in_refuses_what_the_real_api_refuses(kfp_api: KfpApi) -> None
     """A run without a pipeline spec, a field the proto lacks, a value of the wrong type."""
 
     def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        request = urllib.request.Request(
-            f"{kfp_api.host}/apis/v2beta1/runs",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        return _post(kfp_api, "/runs", body)
 
     status, error = post({"display_name": "no spec", "runtime_config": {"parameters": {}}})
     assert status == 500 and error["code"] == 13
@@ -321,6 +314,93 @@ def test_a_scheduled_monitoring_run_submits_training_itself_on_a_retrain_decisio
     assert r.status == "submitted" and r.run_id == run_id and r.experiment == "shipyard-local"
     # Nothing trained or registered on this machine.
     assert [(e.version, e.status) for e in reg.versions()] == before
+
+
+# -- the monitoring schedule ---------------------------------------------------------------------------
+def test_monitor_schedule_keeps_one_recurring_run_of_the_environments_monitoring_package(
+    kfp_api: KfpApi, tmp_path: Path
+) -> None:
+    """`shipyard --env staging monitor schedule`: one recurring run in the environment's experiment, of
+    the monitoring package compiled for it (the retrain step on), at `kfp.monitoring_schedule`, one at
+    a time, no catch-up. Again: refused in one line, the schedule untouched; with --replace: exactly one,
+    the new one."""
+    settings = on_kfp(load_settings("staging"), kfp_api.host)
+    settings_file = tmp_path / "settings.yaml"
+    settings_file.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+
+    def schedule(*extra: str) -> Any:
+        return CliRunner().invoke(main, ["--settings", str(settings_file), "monitor", "schedule", *extra])
+
+    first = schedule("--json")
+    assert first.exit_code == 0, first.output
+    scheduled = ScheduledRun.model_validate_json(first.stdout)
+    assert list(kfp_api.recurring_runs) == [scheduled.recurring_run_id] and scheduled.replaced == []
+    stored = kfp_api.recurring_runs[scheduled.recurring_run_id]
+    assert stored["display_name"] == scheduled.name == "shipyard-monitoring-staging"
+    assert kfp_api.experiments[stored["experiment_id"]]["display_name"] == "shipyard-staging"
+    assert stored["trigger"] == {"cron_schedule": {"cron": "0 0 6 * * *"}} and scheduled.cron == "0 0 6 * * *"
+    assert stored["max_concurrency"] == "1" and stored["no_catchup"] is True and stored["status"] == "ENABLED"
+    assert stored["runtime_config"] == {"pipeline_root": settings.pipeline_root}
+    compiled = compile_monitoring_pipeline(tmp_path / "monitoring.yaml", settings)
+    assert stored["pipeline_spec"] == package_docs(compiled)
+    assert scheduled.package_sha256 == hashlib.sha256(compiled.read_bytes()).hexdigest()
+    root = stored["pipeline_spec"]["pipeline_spec"]["root"]
+    defaults = {k: v.get("defaultValue") for k, v in root["inputDefinitions"]["parameters"].items()}
+    assert defaults["retrain"] is True and defaults["model_uri"] == ""
+    assert defaults["request_log"] == settings.serving.request_log.upload
+    assert scheduled.url == f"{kfp_api.host}/#/recurringrun/details/{scheduled.recurring_run_id}"
+
+    again = schedule()
+    assert again.exit_code == 2, again.output
+    assert again.output.count("\n") == 1 and "Traceback" not in again.output
+    assert (
+        f"already scheduled in experiment shipyard-staging (recurring run {scheduled.recurring_run_id})"
+        in (again.output)
+    )
+    assert "--replace" in again.output
+    assert list(kfp_api.recurring_runs) == [scheduled.recurring_run_id]
+
+    replaced = schedule("--replace")
+    assert replaced.exit_code == 0, replaced.output
+    ((new_id, _),) = kfp_api.recurring_runs.items()
+    assert new_id != scheduled.recurring_run_id
+    assert (
+        f"recurring run {new_id}" in replaced.output
+        and f"replaced: {scheduled.recurring_run_id}" in replaced.output
+    )
+
+
+def test_a_schedule_kfp_would_misread_is_refused_before_anything_is_sent(kfp_api: KfpApi) -> None:
+    """KFP reads cron seconds first: a crontab line would fire at minute 6 of every hour, not 06:00."""
+    with pytest.raises(ValidationError, match="KFP's cron has six, seconds first"):
+        KfpSettings(host=kfp_api.host, monitoring_schedule="0 6 * * *")
+    # And the stand-in refuses what robfig/cron cannot parse, as the real server does.
+    status, answer = _post(
+        kfp_api,
+        "/recurringruns",
+        {
+            "display_name": "x",
+            "max_concurrency": 1,
+            "trigger": {"cron_schedule": {"cron": "0 6 *"}},
+            "pipeline_spec": package_docs(),
+        },
+    )
+    assert status == 400 and "Expected 5 to 6 fields, found 3" in answer["message"]
+    assert kfp_api.recurring_runs == {}
+
+
+def _post(kfp_api: KfpApi, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        f"{kfp_api.host}/apis/v2beta1{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 # -- triage on a cluster environment -------------------------------------------------------------------
