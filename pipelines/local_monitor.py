@@ -20,14 +20,13 @@ on this machine, and the outcome names the run to follow.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from pipelines.local_run import champion_arguments, run_locally
-from shipyard.monitor_steps import resolve_window, served_version
+from shipyard.monitor_steps import publish_report, report_key, resolve_window, served_version
 from shipyard.monitoring import MonitoringSummary
 from shipyard.registry import ModelRegistry
 from shipyard.retraining import Retraining
@@ -101,20 +100,18 @@ def run_monitoring(
     report_path = summary_path.parent / "report"
     rows_path = summary_path.parent.parent / "collect" / "rows"
     summary = MonitoringSummary.model_validate_json(summary_path.read_text())
-    out_dir = Path(settings.state_dir) / settings.monitoring.report_dir
-    run_dir = out_dir / f"{entry.version}-{end:%Y%m%dT%H%M%SZ}"
-    run_dir.mkdir(parents=True, exist_ok=True)
     if retrain:
         outcome = continuous_training(settings, summary, rows_path, say=say, verbose=verbose)
         summary = summary.model_copy(update={"retrain": outcome})
         # The same renderer the monitor step used, now with the outcome: page and summary agree.
-        (run_dir / "report.html").write_text(render_html(summary), encoding="utf-8")
-        (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2) + "\n")
+        page = render_html(summary)
     else:
-        shutil.copyfile(report_path, run_dir / "report.html")
-        shutil.copyfile(summary_path, run_dir / "summary.json")
-    shutil.copyfile(run_dir / "report.html", out_dir / "latest.html")
-    shutil.copyfile(run_dir / "summary.json", out_dir / "latest.json")
+        page = report_path.read_text(encoding="utf-8")
+    out_dir = Path(settings.state_dir) / settings.monitoring.report_dir
+    publish_report(str(out_dir), summary, page)
+    if settings.monitoring.reports:  # the step published there already; this adds the outcome
+        publish_report(settings.monitoring.reports, summary, page)
+    run_dir = out_dir / report_key(summary)
     return MonitorRun(
         summary=summary, report=run_dir / "report.html", summary_file=run_dir / "summary.json", rows=rows_path
     )

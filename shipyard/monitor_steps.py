@@ -2,9 +2,10 @@
 
 `collect_step` reads a window of the request log and joins the labels that have arrived; it is I/O and
 never cached. `monitor_step` assesses the window against the served version's own files and writes
-the HTML report and the machine-readable summary; it is a pure function of its inputs. `retrain_step`
-runs only on a `retrain` decision in an environment with a Kubeflow Pipelines API: it submits the
-training pipeline there (`shipyard.pipeline_runs.submit_retraining`). Each KFP component in
+the HTML report and the machine-readable summary, a function of its inputs; with `monitoring.reports`
+set it also publishes both there (`publish_report`), where triage and people find a scheduled run's.
+`retrain_step` runs only on a `retrain` decision in an environment with a Kubeflow Pipelines API: it
+submits the training pipeline there (`shipyard.pipeline_runs.submit_retraining`). Each KFP component in
 `components/collect`, `components/monitor` and `components/retrain` is a thin wrapper over one of them.
 """
 
@@ -33,6 +34,8 @@ __all__ = [
     "collect_step",
     "metrics_of",
     "monitor_step",
+    "publish_report",
+    "report_key",
     "resolve_window",
     "retrain_step",
     "served_version",
@@ -172,6 +175,29 @@ def collect_step(
     return window, model_uri, model_version
 
 
+def report_key(summary: MonitoringSummary) -> str:
+    """One folder per monitored window of a version: `<version>-<window end>`."""
+    from shipyard.monitoring import parse_time
+
+    return f"{summary.model.version}-{parse_time(summary.window.end):%Y%m%dT%H%M%SZ}"
+
+
+def publish_report(location: str, summary: MonitoringSummary, page: str) -> str:
+    """Write the report and the summary to `<location>/<report_key>/` and as `latest.*`; return the
+    summary's URI. Each object is written whole (the stores' `put`), the summary last in its folder,
+    so a reader that finds a summary finds its report; the same window again replaces both."""
+    from shipyard.storage import store_for
+
+    store = store_for(location)
+    key = report_key(summary)
+    document = (summary.model_dump_json(indent=2) + "\n").encode()
+    store.put(f"{key}/report.html", page.encode())
+    store.put(f"{key}/summary.json", document)
+    store.put("latest.html", page.encode())
+    store.put("latest.json", document)
+    return store.uri(f"{key}/summary.json")
+
+
 @step("monitor")
 def monitor_step(
     project: str,
@@ -200,8 +226,11 @@ def monitor_step(
             f"not {project!r}"
         )
     summary = assess(frame, summary_window, facts, monitoring)
-    Path(report_out).write_text(render_html(summary), encoding="utf-8")
+    page = render_html(summary)
+    Path(report_out).write_text(page, encoding="utf-8")
     Path(summary_out).write_text(summary.model_dump_json(indent=2) + "\n")
+    if monitoring.reports:  # a scheduled run's findings, where triage and people read them
+        emit("monitor", f"published {publish_report(monitoring.reports, summary, page)}")
     worst = [r.message for r in summary.reasons if r.severity != "info"][:3]
     emit(
         "monitor",

@@ -149,6 +149,13 @@ class MonitoringSettings(_Strict):
         "ships it (serving.request_log.upload), else its own <state_dir>/<serving.request_log.directory>.",
     )
     report_dir: str = Field("monitoring", description="Local runs copy reports here, relative to state_dir.")
+    reports: str | None = Field(
+        None,
+        pattern=r"^(s3://|file://|/)",
+        description="Where every monitoring run publishes <version>-<window end>/report.html + summary.json "
+        "and latest.html/latest.json (s3://, file:// or an absolute path), for triage and people to read "
+        "what scheduled runs found; None: only local runs keep them, under <state_dir>/<report_dir>.",
+    )
     window_hours: float = Field(24.0, gt=0, description="Default window: this many hours up to now.")
     min_rows: int = Field(200, ge=1, description="Fewer served rows than this: drift is not judged.")
     min_labelled: int = Field(100, ge=1, description="Fewer labelled rows than this: accuracy is not judged.")
@@ -404,6 +411,12 @@ def request_log_location(settings: Settings) -> str | None:
     if directory is None:
         return None
     return str(Path(settings.state_dir) / directory)
+
+
+def report_location(settings: Settings) -> str:
+    """Where monitoring summaries and reports are read from (triage) and written to: the published
+    location (`monitoring.reports`), else the local runs' <state_dir>/<report_dir>."""
+    return settings.monitoring.reports or str(Path(settings.state_dir) / settings.monitoring.report_dir)
 
 
 def settings_schema() -> dict[str, Any]:

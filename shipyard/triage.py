@@ -13,8 +13,9 @@
    (the version exists, its files verify, it is not quarantined or rejected). Locally: the champion
    against the version the request log shows answering.
 3. **data problem?** contract violations, missing/NaN rates, entities not found and drift on the most
-   recent monitoring summary (`<state_dir>/<monitoring.report_dir>/*/summary.json`), or that there is
-   none, or that it ended before the last `monitoring.window_hours`.
+   recent monitoring summary (`<monitoring.reports>/*/summary.json` where scheduled runs publish them,
+   else the local runs' `<state_dir>/<monitoring.report_dir>/*/summary.json`), or that there is none,
+   or that it ended before the last `monitoring.window_hours`.
 4. **stale model?** the served version's age (registry `created_at`) against `monitoring.warn_age_days`
    and `max_age_days`; fresh-label accuracy across the recent summaries of that version.
 
@@ -68,7 +69,8 @@ from shipyard.promotion import PIPELINE_FILE, head_commit, pipeline_ref
 from shipyard.records import PipelineRun, ledger_dir, read_runs
 from shipyard.registry import ModelRegistry, VersionEntry
 from shipyard.release import Release, load_record, record_path
-from shipyard.settings import Settings, request_log_location
+from shipyard.settings import Settings, report_location, request_log_location
+from shipyard.storage import TMP_PREFIX, store_for
 
 __all__ = [
     "Answer",
@@ -142,31 +144,47 @@ def _age(iso: str, now: datetime) -> str:
 # -- the evidence on disk ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SummaryFile:
-    path: Path
+    uri: str  # of summary.json: a path locally, s3://... where scheduled runs publish
     summary: MonitoringSummary
 
     @property
-    def report(self) -> Path:
-        return self.path.with_name("report.html")
+    def report(self) -> str:
+        return self.uri.rsplit("/", 1)[0] + "/report.html"
 
     @property
     def end(self) -> datetime:
         return parse_time(self.summary.window.end)
 
 
-def monitoring_summaries(settings: Settings) -> tuple[Path, list[SummaryFile], list[str]]:
-    """The directory local monitoring runs write to, its summaries (oldest window end first), and
-    one line per file that is not a readable summary."""
-    directory = Path(settings.state_dir) / settings.monitoring.report_dir
+def monitoring_summaries(settings: Settings) -> tuple[str, list[SummaryFile], list[str]]:
+    """Where monitoring runs publish (`shipyard.settings.report_location`), its summaries (oldest window
+    end first), and one line per object that is not a readable summary."""
+    location = report_location(settings)
     found: list[SummaryFile] = []
     problems: list[str] = []
-    for path in sorted(directory.glob("*/summary.json")):
+    try:
+        store = store_for(location)
+        folders = store.children("")
+    except (RegistryError, OSError) as exc:
+        return location, [], [f"{location}: cannot list the monitoring reports ({_first_line(exc)})"]
+    for folder in folders:
+        if folder in ("latest.html", "latest.json") or folder.startswith(TMP_PREFIX):
+            continue  # the copies of the newest, and a write in progress
+        key = f"{folder}/summary.json"
         try:
-            found.append(SummaryFile(path, MonitoringSummary.model_validate_json(path.read_text())))
-        except (OSError, ValueError) as exc:
-            problems.append(f"{path}: not a monitoring summary ({str(exc).splitlines()[0]})")
+            raw = store.read_bytes(key)
+            if raw is None:
+                continue
+            found.append(SummaryFile(store.uri(key), MonitoringSummary.model_validate_json(raw)))
+        except (RegistryError, OSError, ValueError) as exc:
+            problems.append(f"{store.uri(key)}: not a monitoring summary ({_first_line(exc)})")
     found.sort(key=lambda s: (s.end, s.summary.generated_at))
-    return directory, found, problems
+    return location, found, problems
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- 1. pipeline bug? ------------------------------------------------------------------------------------
@@ -618,20 +636,21 @@ def local_model_findings(
 
 # -- 3. data problem? -----------------------------------------------------------------------------------
 def data_findings(
-    settings: Settings, summaries: Sequence[SummaryFile], directory: Path, now: datetime
+    settings: Settings, summaries: Sequence[SummaryFile], directory: str, now: datetime
 ) -> list[Finding]:
     if not summaries:
         return [
             Finding(
                 check="monitoring summary",
                 verdict="unknown",
-                message="no monitoring summary: served data is not judged (`shipyard monitor run`)",
-                evidence=str(directory),
+                message="no monitoring summary: served data is not judged (`shipyard monitor run`; on a "
+                "cluster, `shipyard monitor schedule` publishes them to monitoring.reports)",
+                evidence=directory,
             )
         ]
     latest = summaries[-1]
     s = latest.summary
-    evidence = f"{latest.path} (report: {latest.report})"
+    evidence = f"{latest.uri} (report: {latest.report})"
     findings: list[Finding] = []
     hours = settings.monitoring.window_hours
     if now - latest.end > timedelta(hours=hours):
@@ -716,7 +735,7 @@ def staleness_findings(
                 verdict="unknown",
                 message=f"no monitoring window of {version.version} had enough fresh labels to judge "
                 "accuracy",
-                evidence=str(mine[-1].path) if mine else str(Path(settings.state_dir) / cfg.report_dir),
+                evidence=mine[-1].uri if mine else report_location(settings),
             )
         )
         return findings
@@ -738,7 +757,7 @@ def staleness_findings(
             verdict=worst,
             message=f"{version.version} on fresh labels, last {len(scored)} window(s): {trend} (evaluation "
             f"{reference:.3f})" + (f": {detail}" if detail else ""),
-            evidence=", ".join(str(s.path) for s in scored[-2:]),
+            evidence=", ".join(s.uri for s in scored[-2:]),
         )
     )
     return findings
@@ -778,8 +797,7 @@ def triage(
     directory, summaries, unreadable = monitoring_summaries(settings)
     data = data_findings(settings, summaries, directory, now)
     data += [
-        Finding(check="monitoring summary", verdict="note", message=u, evidence=str(directory))
-        for u in unreadable
+        Finding(check="monitoring summary", verdict="note", message=u, evidence=directory) for u in unreadable
     ]
     try:
         registry_uri = reg.uri(served.version) if served else settings.model_registry

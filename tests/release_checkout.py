@@ -139,6 +139,10 @@ def make_checkout(
             state_dir=str(base / "state" / env),
             s3={"endpoint_url": s3.endpoint_url} if s3 is not None else {},
             secrets={},
+            # No Kubeflow Pipelines here (tests/integration/test_pipeline_runs.py has a stand-in), and
+            # monitoring publishes beside the registry, where this checkout's storage is.
+            kfp={},
+            monitoring={"reports": f"{registries[env]}-monitoring"},
         )
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     for env, namespace in (namespaces or {}).items():

@@ -31,6 +31,7 @@ from pipelines.monitoring import compile_monitoring_pipeline, make_monitoring_pi
 from shipyard.cli import main
 from shipyard.cli.monitor import echo_retraining
 from shipyard.errors import PipelineRunError
+from shipyard.monitor_steps import report_key
 from shipyard.monitoring import MonitoringSummary
 from shipyard.pipeline_runs import (
     MONITORING_PIPELINE,
@@ -275,9 +276,14 @@ def test_a_scheduled_monitoring_run_submits_training_itself_on_a_retrain_decisio
     retrain step does not run; on the drifted one it submits one training run of the package under
     $SHIPYARD_HOME (as in the image) with the window's parameters and writes what it submitted."""
     monkeypatch.setenv("SHIPYARD_HOME", str(CHECKOUT))
+    published = tmp_path / "published"  # monitoring.reports: s3://... on a cluster
     settings = on_kfp(
         replayed.settings.model_copy(
-            update={"state_dir": tmp_path / "state", "pipeline_root": str(tmp_path / "pipeline_root")}
+            update={
+                "state_dir": tmp_path / "state",
+                "pipeline_root": str(tmp_path / "pipeline_root"),
+                "monitoring": replayed.settings.monitoring.model_copy(update={"reports": str(published)}),
+            }
         ),
         kfp_api.host,
     )
@@ -314,6 +320,27 @@ def test_a_scheduled_monitoring_run_submits_training_itself_on_a_retrain_decisio
     assert r.status == "submitted" and r.run_id == run_id and r.experiment == "shipyard-local"
     # Nothing trained or registered on this machine.
     assert [(e.version, e.status) for e in reg.versions()] == before
+
+    # Each run published its report and summary where triage reads them (nothing under the state dir).
+    keys = {report_key(replayed.healthy.summary), report_key(summary)}
+    assert {p.name for p in published.iterdir()} == keys | {"latest.html", "latest.json"}
+    for key in keys:
+        assert "<svg" in (published / key / "report.html").read_text()
+    latest = MonitoringSummary.model_validate_json((published / "latest.json").read_text())
+    assert (
+        latest
+        == summary
+        == MonitoringSummary.model_validate_json(
+            (published / report_key(summary) / "summary.json").read_text()
+        )
+    )
+    assert not (Path(settings.state_dir) / settings.monitoring.report_dir).exists()
+    report = triage(settings, tmp_path)
+    data = findings(report, "data")
+    assert any(
+        f.startswith("problem") and str(published / report_key(summary) / "summary.json") in f for f in data
+    ), data
+    assert verdicts(report)["data"] == "problem"
 
 
 # -- the monitoring schedule ---------------------------------------------------------------------------

@@ -448,6 +448,37 @@ def test_the_report_is_one_self_contained_page_with_plots(tmp_path: Path) -> Non
     assert again.decision == summary.decision and copy.deepcopy(again) == again
 
 
+def test_published_reports_are_what_triage_reads_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
+    """`monitoring.reports`: each run's folder and `latest.*`; triage lists the folders' summaries,
+    skips the latest copies and a write in progress, and names a summary it cannot read."""
+    from shipyard.monitor_steps import publish_report, report_key
+    from shipyard.settings import load_settings
+    from shipyard.storage import TMP_PREFIX
+    from shipyard.triage import monitoring_summaries
+
+    summary = run(tmp_path, population(91, 600))
+    reports = tmp_path / "published"
+    uri = publish_report(str(reports), summary, render_html(summary))
+    key = report_key(summary)
+    assert uri == str(reports / key / "summary.json")
+    assert (reports / "latest.json").read_text() == (reports / key / "summary.json").read_text()
+    (reports / "v9-20250101T000000Z").mkdir()
+    (reports / "v9-20250101T000000Z" / "summary.json").write_text('{"decision": "hea')  # cut short
+    (reports / f"{TMP_PREFIX}0123").write_text("partial")
+    settings = load_settings("local").model_copy(
+        update={"monitoring": MonitoringSettings(reports=str(reports))}
+    )
+    location, found, problems = monitoring_summaries(settings)
+    assert location == str(reports)
+    assert [f.uri for f in found] == [uri] and found[0].summary == summary
+    assert found[0].report == str(reports / key / "report.html")
+    (problem,) = problems
+    assert problem.startswith(f"{reports / 'v9-20250101T000000Z' / 'summary.json'}: not a monitoring summary")
+    # A relative location would depend on where a step runs: refused.
+    with pytest.raises(ValueError, match="reports"):
+        MonitoringSettings(reports="monitoring")
+
+
 # -- the pipeline -------------------------------------------------------------------------------------
 def test_the_monitoring_pipeline_compiles_for_a_cluster_environment(tmp_path: Path) -> None:
     """Like the training pipeline: the environment's settings are the defaults, and every task reads
