@@ -50,3 +50,7 @@ class RolloutError(DeployError):
 
 class PipelineRunError(ShipyardError):
     """The environment's Kubeflow Pipelines API is not configured, unreachable, or refused a request."""
+
+
+class ReportError(ShipyardError):
+    """A monitoring run could not publish its report and summary where `monitoring.reports` says."""

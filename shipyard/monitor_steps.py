@@ -186,16 +186,23 @@ def publish_report(location: str, summary: MonitoringSummary, page: str) -> str:
     """Write the report and the summary to `<location>/<report_key>/` and as `latest.*`; return the
     summary's URI. Each object is written whole (the stores' `put`), the summary last in its folder,
     so a reader that finds a summary finds its report; the same window again replaces both."""
+    from shipyard.errors import ReportError
     from shipyard.storage import store_for
 
-    store = store_for(location)
     key = report_key(summary)
     document = (summary.model_dump_json(indent=2) + "\n").encode()
-    store.put(f"{key}/report.html", page.encode())
-    store.put(f"{key}/summary.json", document)
-    store.put("latest.html", page.encode())
-    store.put("latest.json", document)
-    return store.uri(f"{key}/summary.json")
+    try:
+        store = store_for(location)
+        store.put(f"{key}/report.html", page.encode())
+        store.put(f"{key}/summary.json", document)
+        store.put("latest.html", page.encode())
+        store.put("latest.json", document)
+        return store.uri(f"{key}/summary.json")
+    except Exception as exc:  # s3fs and botocore raise their own kinds besides OSError
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise ReportError(
+            f"cannot publish the monitoring report to {location} (monitoring.reports): {detail}"
+        ) from exc
 
 
 @step("monitor")

@@ -21,7 +21,7 @@ import pytest
 from scipy import stats as sps
 
 from shipyard import contract
-from shipyard.errors import SettingsError
+from shipyard.errors import ReportError, SettingsError
 from shipyard.evaluation import score
 from shipyard.monitor_report import render_html
 from shipyard.monitoring import (
@@ -474,6 +474,13 @@ def test_published_reports_are_what_triage_reads_and_a_corrupt_one_is_named(tmp_
     assert found[0].report == str(reports / key / "report.html")
     (problem,) = problems
     assert problem.startswith(f"{reports / 'v9-20250101T000000Z' / 'summary.json'}: not a monitoring summary")
+    # Publishing where nothing can be written is one line naming the setting, not a traceback.
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    with pytest.raises(
+        ReportError, match=rf"cannot publish the monitoring report to {blocked}/reports \(monitoring"
+    ):
+        publish_report(f"{blocked}/reports", summary, "<html></html>")
     # A relative location would depend on where a step runs: refused.
     with pytest.raises(ValueError, match="reports"):
         MonitoringSettings(reports="monitoring")
