@@ -30,7 +30,7 @@ from shipyard.monitor_steps import publish_report, report_key, resolve_window, s
 from shipyard.monitoring import MonitoringSummary
 from shipyard.registry import ModelRegistry
 from shipyard.retraining import Retraining
-from shipyard.settings import Settings, pipeline_arguments
+from shipyard.settings import Settings
 
 __all__ = ["MonitorRun", "continuous_training", "package_root", "run_monitoring"]
 
@@ -153,7 +153,7 @@ def continuous_training(
     from pipelines.training import make_pipeline
     from shipyard.artifacts import EVALUATION_FILE, read_json
     from shipyard.records import RegisterRecord, read_record
-    from shipyard.retraining import backtest, outcome, training_window
+    from shipyard.retraining import backtest, outcome, retraining_arguments, training_window
 
     if settings.kfp.host:
         # On the environment's Kubeflow Pipelines: one run submitted, nothing trained here.
@@ -174,16 +174,7 @@ def continuous_training(
         f"retraining: {spec.name} on events {window.start or 'from the first'} .. {window.end} with labels "
         f"as of {window.labels_as_of}; the candidate is registered, not promoted\n"
     )
-    arguments = pipeline_arguments(
-        settings,
-        **{
-            **champion_arguments(settings, say),
-            "start": window.start or "",
-            "end": window.end,
-            "labels_as_of": window.labels_as_of,
-            "promote": False,
-        },
-    )
+    arguments = retraining_arguments(settings, window, champion_arguments(settings, say))
     task = run_locally(
         make_pipeline(settings), arguments, Path(settings.pipeline_root), "retraining", say, verbose
     )

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from shipyard.errors import PipelineRunError
-from shipyard.settings import Settings, pipeline_arguments
+from shipyard.settings import Settings
 
 if TYPE_CHECKING:
     from typing import TextIO
@@ -234,16 +234,9 @@ def submit_training(
             f"no training pipeline package {package} (settings kfp.training_package, relative to {root}); "
             "`make compile` writes it"
         )
-    parameters = pipeline_arguments(
-        settings,
-        **{
-            **(champion or {}),
-            "start": window.start or "",
-            "end": window.end,
-            "labels_as_of": window.labels_as_of,
-            "promote": False,
-        },
-    )
+    from shipyard.retraining import retraining_arguments
+
+    parameters = retraining_arguments(settings, window, champion)
     experiment = experiment_name(settings)
     kfp = client(settings)
     with _calling(host, f"create the run {run_name!r} of {package.name}"):

@@ -32,6 +32,8 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     import pandas as pd
 
+    from shipyard.settings import Settings
+
 __all__ = [
     "Backtest",
     "HoldoutComparison",
@@ -40,6 +42,7 @@ __all__ = [
     "backtest",
     "outcome",
     "release_command",
+    "retraining_arguments",
     "submitted",
     "training_window",
 ]
@@ -135,6 +138,26 @@ def training_window(
         end=end.isoformat(),
         labels_as_of=_utc(labels_as_of, "window.labels_as_of").isoformat(),
         end_from="events" if events_to else "window",
+    )
+
+
+def retraining_arguments(
+    settings: Settings, window: TrainingWindow, champion: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The training pipeline's parameters for a retraining run, wherever it runs: the environment's,
+    the newer window, the current champion for the gate, and `promote` off whatever the environment
+    says (the candidate goes on only through the release flow)."""
+    from shipyard.settings import pipeline_arguments
+
+    return pipeline_arguments(
+        settings,
+        **{
+            **(champion or {}),
+            "start": window.start or "",
+            "end": window.end,
+            "labels_as_of": window.labels_as_of,
+            "promote": False,
+        },
     )
 
 

@@ -44,7 +44,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -611,20 +611,23 @@ class KfpApi:
         return self._public(recurring)
 
     def _list_recurring_runs(self, query: Mapping[str, str]) -> dict[str, Any]:
-        found = [
-            r
-            for r in self.recurring_runs.values()
-            if r["experiment_id"] == query.get("experiment_id", r["experiment_id"])
-        ]
-        name = self._name_filter(query.get("filter"))
-        if name is not None:
-            found = [r for r in found if r["display_name"] == name]
+        found = self._selected(self.recurring_runs.values(), query)
         found.sort(key=lambda r: r["recurring_run_id"])
         size = int(query.get("page_size") or 0) or DEFAULT_PAGE_SIZE
         if len(found) > size:
             raise ApiError(UNIMPLEMENTED, "the KFP stand-in does not page recurring runs")
         # The response's repeated field is `recurringRuns` in the proto itself (not a JSON renaming).
         return {"recurringRuns": [self._public(r) for r in found], "total_size": len(found)} if found else {}
+
+    def _selected(self, items: Iterable[dict[str, Any]], query: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Runs or recurring runs of the query's experiment (all without one), by its name filter."""
+        experiment, name = query.get("experiment_id"), self._name_filter(query.get("filter"))
+        return [
+            r
+            for r in items
+            if (experiment is None or r["experiment_id"] == experiment)
+            and (name is None or r["display_name"] == name)
+        ]
 
     def _default_experiment(self) -> str:
         for e in self.experiments.values():
@@ -651,14 +654,7 @@ class KfpApi:
                 "Failed to list runs: Failed to create list options: "
                 + invalid_input(f"Cannot sort on field {key}. Supported fields {', '.join(RUN_SORT_FIELDS)}"),
             )
-        runs = [
-            r
-            for r in self.runs.values()
-            if r["experiment_id"] == query.get("experiment_id", r["experiment_id"])
-        ]
-        name = self._name_filter(query.get("filter"))
-        if name is not None:
-            runs = [r for r in runs if r["display_name"] == name]
+        runs = self._selected(self.runs.values(), query)
         # Ties on the sort field are broken by the key field, as the real store's SQL does.
         runs.sort(key=lambda r: r["run_id"])
         runs.sort(key=lambda r: str(r.get(key, "")), reverse=len(parts) == 2 and parts[1] == "desc")
