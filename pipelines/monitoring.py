@@ -130,7 +130,9 @@ def make_monitoring_pipeline(settings: Settings) -> Any:
             with dsl.If(assessed.outputs["Output"] == "retrain", name="decision-retrain"):
                 submitted = env(
                     retrain_task(
-                        summary=assessed.outputs["summary"], environment_settings=environment_settings
+                        summary=assessed.outputs["summary"],
+                        environment_settings=environment_settings,
+                        monitoring=monitoring,
                     )
                 )
                 # Each submission is a new run: never answered from the cache.

@@ -16,7 +16,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from shipyard.cli import main
 from shipyard.cli.monitor import echo_retraining
 from shipyard.errors import PipelineRunError
 from shipyard.monitor_steps import report_key
-from shipyard.monitoring import MonitoringSummary
+from shipyard.monitoring import MonitoringSummary, parse_time
 from shipyard.pipeline_runs import (
     MONITORING_PIPELINE,
     TRAINING_PIPELINE,
@@ -291,11 +291,12 @@ def test_a_scheduled_monitoring_run_submits_training_itself_on_a_retrain_decisio
     reg = ModelRegistry(settings.model_registry)
     before = [(e.version, e.status) for e in reg.versions()]
 
-    def scheduled(run: Any) -> Any:
+    def scheduled(run: Any, **monitoring: Any) -> Any:
         w = run.summary.window
         arguments = monitoring_arguments(
             settings, window_start=w.start, window_end=w.end, labels_as_of=w.labels_as_of
         )
+        arguments["monitoring"] = {**arguments["monitoring"], **monitoring}  # as a run overrides it
         assert arguments["retrain"] is True and arguments["model_uri"] == ""
         return run_locally(pipeline, arguments, Path(settings.pipeline_root), "monitoring", io.StringIO())
 
@@ -304,7 +305,9 @@ def test_a_scheduled_monitoring_run_submits_training_itself_on_a_retrain_decisio
     assert kfp_api.runs == {}
     assert not list(Path(settings.pipeline_root).glob("shipyard-monitoring-*/retrain"))
 
-    drifted = scheduled(replayed.drifted)
+    # The run's own `monitoring` parameter decides the retraining window too, not the settings' copy.
+    assert settings.monitoring.retrain_window_days is None
+    drifted = scheduled(replayed.drifted, retrain_window_days=10)
     summary = MonitoringSummary.model_validate_json(Path(drifted.outputs["Output"].path).read_text())
     assert summary.decision == "retrain" and summary.model.version == replayed.stack.version
     assert len(kfp_api.runs) == 1
@@ -313,6 +316,7 @@ def test_a_scheduled_monitoring_run_submits_training_itself_on_a_retrain_decisio
     parameters = stored["runtime_config"]["parameters"]
     w = summary.window
     assert parameters["end"] == w.events_to and parameters["promote"] is False
+    assert parse_time(parameters["end"]) - parse_time(parameters["start"]) == timedelta(days=10)
     assert parameters["champion_version"] == replayed.stack.version
     assert stored["display_name"].startswith(f"retraining of {summary.model.name} {replayed.stack.version}")
     (written,) = Path(settings.pipeline_root).glob("shipyard-monitoring-*/retrain/retraining")
